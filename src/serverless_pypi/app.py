@@ -1,0 +1,348 @@
+"""The application: one function from a `Request` to a `Response`, the same on every front.
+
+Routes (paths below the index root, `/simple/` locally):
+
+    ""                   project list            GET, HEAD (POST: uploads)
+    "<project>"          301 to "<project>/"
+    "<project>/"         project page            GET, HEAD
+    "<project>/<file>"   the file                GET, HEAD (302 to S3, or the bytes)
+    "<file>.metadata"    PEP 658 core metadata   GET, HEAD
+
+Pages are read precomputed from the store (one read); projects that were never indexed are
+listed live, without hashes, until the indexer has seen them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import logging
+import re
+from collections.abc import Callable
+from urllib.parse import quote, unquote
+
+from . import layout
+from .catalog import Catalog
+from .config import Settings
+from .core.http import (
+    Request,
+    Response,
+    accepts_gzip,
+    compress,
+    error,
+    etag_matches,
+    make_etag,
+    redirect,
+)
+from .core.model import FileRecord, ProjectIndex, format_upload_time
+from .core.names import (
+    InvalidFilename,
+    InvalidProjectName,
+    NormalizedName,
+    check_filename,
+    normalize_project_name,
+)
+from .core.negotiate import Format, choose_format
+from .core.render import project_page, render_html, render_json, root_page
+from .storage import NotFound, NotModified, Store, StoreError
+
+__all__ = ["Application", "BadRequest"]
+
+log = logging.getLogger(__name__)
+
+MAX_PATH_LENGTH = 1024
+READ_METHODS = frozenset({"GET", "HEAD"})
+_ENCODED_SEPARATOR = re.compile(r"%(2f|5c)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_VARY = "Accept, Accept-Encoding"
+#: uploads are accepted at the index root and, as on PyPI, at "legacy/"
+UPLOAD_PATHS = ([""], ["legacy", ""], ["legacy"])
+
+#: an upload handler: takes the request, answers it (see `serverless_pypi.upload`)
+UploadHandler = Callable[[Request], Response]
+#: an access check: returns None to let the request through, or the refusal
+AccessCheck = Callable[[Request, str, NormalizedName | None], Response | None]
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def split_path(raw: str) -> list[str]:
+    """Decode a raw request path into segments, refusing anything that could escape a folder."""
+    if len(raw) > MAX_PATH_LENGTH:
+        raise BadRequest(414, f"The path is longer than {MAX_PATH_LENGTH} characters.")
+    if _ENCODED_SEPARATOR.search(raw):
+        raise BadRequest(400, "Percent-encoded slashes are not allowed in paths.")
+    try:
+        segments = [unquote(s, errors="strict") for s in raw.split("/")]
+    except UnicodeDecodeError:
+        raise BadRequest(400, "The path is not valid UTF-8.") from None
+    for segment in segments:
+        if segment in {".", ".."}:
+            raise BadRequest(400, "Paths may not contain '.' or '..' segments.")
+        if _CONTROL.search(segment) or "\\" in segment:
+            raise BadRequest(400, "Paths may not contain control characters or backslashes.")
+    return segments
+
+
+def _normalize_pattern(pattern: str) -> str:
+    # normalize a glob the way project names are normalized, keeping its wildcards
+    return re.sub(r"[-_.]+", "-", pattern).lower()
+
+
+class Application:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings | None = None,
+        *,
+        upload: UploadHandler | None = None,
+        access: AccessCheck | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings or Settings()
+        self.catalog = Catalog(store)
+        self.upload = upload
+        self.access = access
+        self._private = tuple(_normalize_pattern(p) for p in self.settings.private_projects)
+
+    # -- entry point ------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        try:
+            return self._dispatch(request)
+        except BadRequest as e:
+            return error(e.status, e.message)
+        except StoreError:
+            log.exception("store failure on %s", request.method)
+            return error(502, "The package store failed to answer; try again shortly.")
+
+    def _dispatch(self, request: Request) -> Response:
+        segments = split_path(request.path)
+        if request.method == "POST" and segments in UPLOAD_PATHS:
+            if self.upload is None:
+                return error(405, "Uploads are not enabled on this index.", {"Allow": "GET, HEAD"})
+            return self.upload(request)
+        if request.method not in READ_METHODS:
+            allow = "GET, HEAD, POST" if segments in UPLOAD_PATHS and self.upload else "GET, HEAD"
+            return error(405, f"{request.method} is not allowed here.", {"Allow": allow})
+        if segments == [""]:
+            return self._checked(request, "read", None, lambda: self._root(request))
+        project = self._project_name(segments[0])
+        if len(segments) == 1:
+            # PEP 503: every page URL ends in "/"
+            return redirect(301, quote(project, safe="") + "/", "max-age=3600")
+        if len(segments) == 2 and segments[1] == "":
+            if segments[0] != project:
+                return redirect(301, "../" + quote(project, safe="") + "/", "max-age=3600")
+            return self._checked(request, "read", project, lambda: self._project(request, project))
+        if len(segments) == 2:
+            filename = segments[1]
+            return self._checked(
+                request, "read", project, lambda: self._file(request, project, filename)
+            )
+        return error(404, "Not found: the index has project pages and their files only.")
+
+    def _checked(
+        self,
+        request: Request,
+        scope: str,
+        project: NormalizedName | None,
+        answer: Callable[[], Response],
+    ) -> Response:
+        if self.access is not None and (refusal := self.access(request, scope, project)):
+            return refusal
+        return answer()
+
+    @staticmethod
+    def _project_name(segment: str) -> NormalizedName:
+        try:
+            return normalize_project_name(segment)
+        except InvalidProjectName as e:
+            raise BadRequest(404 if not segment else 400, f"Not a project: {e}") from None
+
+    # -- pages ------------------------------------------------------------------------
+    def _page_response(self, request: Request, fmt: Format, body: bytes, etag: str) -> Response:
+        headers = {
+            "Content-Type": fmt.content_type,
+            "Cache-Control": self.settings.cache_control,
+            "Vary": _VARY,
+            "ETag": etag,
+        }
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(304, headers)
+        if accepts_gzip(request.headers) and len(body) >= 1024:
+            headers["Content-Encoding"] = "gzip"
+            body = compress(body)
+        return Response(200, headers, body)
+
+    def _stored_page(self, request: Request, fmt: Format, key: str) -> Response | None:
+        """Serve a precomputed, gzip-compressed page object; None if there is none."""
+        wanted = request.headers.get("if-none-match")
+        store_etag = wanted.strip().removeprefix("W/") if wanted and "," not in wanted else None
+        headers = {
+            "Content-Type": fmt.content_type,
+            "Cache-Control": self.settings.cache_control,
+            "Vary": _VARY,
+        }
+        try:
+            blob = self.store.get(key, if_none_match=store_etag)
+        except NotModified:
+            return Response(304, {**headers, "ETag": "W/" + (store_etag or '""')})
+        except NotFound:
+            return None
+        headers["ETag"] = "W/" + blob.etag
+        if etag_matches(wanted, blob.etag):
+            return Response(304, headers)
+        limit = self.settings.max_inline_body
+        if accepts_gzip(request.headers):
+            headers["Content-Encoding"] = "gzip"
+            body = blob.data
+        else:
+            body = gzip.decompress(blob.data)
+        if limit is not None and len(body) > limit:
+            # too large for the front (Lambda's 6 MB): let the store serve the gzip object
+            url = self.store.presign(key, request.method, self.settings.presigned_url_ttl)
+            if url is not None:
+                return redirect(302, url)
+        return Response(200, headers, body)
+
+    def _root(self, request: Request) -> Response:
+        fmt = choose_format(request.headers.get("accept"), request.query_param("format"))
+        if fmt.is_json:
+            names, etag = self.catalog.read_project_names()
+            if etag is None:
+                names = set(self.catalog.project_folders())
+            body = render_json(root_page(names))
+            return self._page_response(request, fmt, body, make_etag(body))
+        try:
+            blob = self.store.get(layout.ROOT_HTML)
+            body = blob.data
+        except NotFound:
+            names, _ = self.catalog.read_project_names()
+            body = render_html(root_page(names | set(self.catalog.project_folders())))
+        return self._page_response(request, fmt, body, make_etag(body))
+
+    def _project(self, request: Request, name: NormalizedName) -> Response:
+        fmt = choose_format(request.headers.get("accept"), request.query_param("format"))
+        stored = self._stored_page(request, fmt, layout.page_key(name, json=fmt.is_json))
+        if stored is not None:
+            return stored
+        index = self._live_index(name)
+        if index is None:
+            return self._unknown_project(name)
+        page = project_page(index)
+        body = render_json(page) if fmt.is_json else render_html(page)
+        return self._page_response(request, fmt, body, make_etag(body))
+
+    def _live_index(self, name: NormalizedName) -> ProjectIndex | None:
+        """The project's files when it has no precomputed page: its manifest, else a listing."""
+        index, _ = self.catalog.read_project(name)
+        if index.files:
+            return index
+        index = ProjectIndex(name)
+        for folder in self.catalog.project_folders().get(name, []):
+            for info in self.store.list(folder + "/"):
+                split = layout.split_key(info.key)
+                if split is None or split[1] in index.files:
+                    continue
+                try:
+                    check_filename(split[1])
+                except InvalidFilename:
+                    continue
+                index.files[split[1]] = FileRecord(
+                    filename=split[1],
+                    key=info.key,
+                    size=info.size,
+                    upload_time=format_upload_time(info.last_modified),
+                    etag=info.etag,
+                )
+        return index if index.files else None
+
+    def _unknown_project(self, name: NormalizedName) -> Response:
+        fallback = self.settings.fallback_index_url
+        if fallback and not any(fnmatch.fnmatchcase(name, p) for p in self._private):
+            # a temporary redirect: the project may be published here later
+            return redirect(302, f"{fallback}/{quote(name, safe='')}/")
+        return error(404, f"No project named {name!r} on this index.")
+
+    # -- files --------------------------------------------------------------------------
+    def _file(self, request: Request, name: NormalizedName, filename: str) -> Response:
+        try:
+            check_filename(filename)
+        except InvalidFilename as e:
+            raise BadRequest(400, f"Not a file name: {e}") from None
+        if filename.endswith(".metadata"):
+            return self._metadata(name, filename.removesuffix(".metadata"))
+        key = self._locate(name, filename)
+        if key is None:
+            return error(404, f"No file {filename!r} in project {name!r}.")
+        url = self.store.presign(key, request.method, self.settings.presigned_url_ttl)
+        if url is not None:
+            return redirect(302, url)
+        path = self.store.local_path(key)
+        if path is None:
+            return error(404, f"No file {filename!r} in project {name!r}.")
+        info = self.store.head(key)
+        return Response(
+            200,
+            {
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(info.size),
+                "ETag": info.etag,
+                "Cache-Control": "max-age=31536000, immutable",
+            },
+            file=path,
+        )
+
+    def _metadata(self, name: NormalizedName, filename: str) -> Response:
+        try:
+            blob = self.store.get(layout.metadata_key(name, filename))
+        except NotFound:
+            return error(404, f"No core metadata for {filename!r} in project {name!r}.")
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "ETag": blob.etag,
+            "Cache-Control": "max-age=31536000, immutable",
+        }
+        return Response(200, headers, blob.data)
+
+    def _locate(self, name: NormalizedName, filename: str) -> str | None:
+        """The store key of a project's file: its own folder, else the manifest, else a scan."""
+        direct = layout.distribution_key(name, filename)
+        try:
+            self.store.head(direct)
+            return direct
+        except NotFound:
+            pass
+        index, _ = self.catalog.read_project(name)
+        if filename in index.files:
+            return index.files[filename].key
+        for folder in self.catalog.project_folders().get(name, []):
+            key = layout.distribution_key(folder, filename)
+            try:
+                self.store.head(key)
+                return key
+            except NotFound:
+                continue
+        return None
+
+
+def index_route(path: str) -> str | Response:
+    """Map a full URL path on the local server, a function URL or an HTTP API to a route.
+
+    The index lives at `/simple/`; uploads are also accepted at `/` and `/legacy/`.
+    Returns the route below the index root, or the response for paths outside it.
+    """
+    if path.startswith("/simple/"):
+        return path.removeprefix("/simple/")
+    if path == "/simple":
+        return redirect(301, "simple/", "max-age=3600")
+    if path in {"", "/"}:
+        return ""  # POST: upload; GET: the app answers the project list
+    if path in {"/legacy", "/legacy/"}:
+        return "legacy/"
+    return error(404, "Not found: the index is at /simple/.")

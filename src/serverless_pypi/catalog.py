@@ -1,0 +1,204 @@
+"""The index's derived data in a store, and the only code that writes it.
+
+Every read-modify-write of a source-of-truth document (a project's manifest, the project
+list) is a compare-and-swap: read with its etag, change, write with `If-Match` (or
+`If-None-Match: *` for a new one), and start over when another writer got there first.
+Nothing is ever dropped by two writers racing.
+
+Rendered objects (pages, `index.html`) are caches of a document. After writing them, the
+writer checks that the document still has the etag it rendered; if not, it renders again.
+The last writer of a rendering therefore always saw the newest document.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from . import layout
+from .core.http import compress
+from .core.model import ProjectIndex
+from .core.names import NormalizedName, is_valid_project_name, normalize_project_name
+from .core.negotiate import Format
+from .core.render import project_page, render_html, render_json, root_page
+from .storage import NotFound, PreconditionFailed, Store, StoreError
+
+__all__ = ["Catalog", "Contention"]
+
+log = logging.getLogger(__name__)
+
+_MAX_ATTEMPTS = 60
+T = TypeVar("T")
+
+
+class Contention(StoreError):
+    """A document kept changing under us for every attempt."""
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(0.5, 0.005 * 2 ** min(attempt, 7)) * random.uniform(0.5, 1.0))  # noqa: S311
+
+
+class Catalog:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- reads ------------------------------------------------------------------------
+    def read_project(self, name: NormalizedName) -> tuple[ProjectIndex, str | None]:
+        """The project's manifest and its etag (None when there is none yet)."""
+        try:
+            blob = self.store.get(layout.manifest_key(name))
+        except NotFound:
+            return ProjectIndex(name), None
+        return ProjectIndex.from_bytes(blob.data), blob.etag
+
+    def read_project_names(self) -> tuple[set[str], str | None]:
+        """The project list and its etag (None when the store has none yet)."""
+        try:
+            blob = self.store.get(layout.ROOT_LIST)
+        except NotFound:
+            return set(), None
+        return set(json.loads(blob.data)["projects"]), blob.etag
+
+    def project_folders(self) -> dict[NormalizedName, list[str]]:
+        """Folders at the store's root that hold projects, by normalized name."""
+        folders: dict[NormalizedName, list[str]] = {}
+        for folder in self.store.list_folders(""):
+            if is_valid_project_name(folder):
+                folders.setdefault(normalize_project_name(folder), []).append(folder)
+        return folders
+
+    # -- compare-and-swap -------------------------------------------------------------
+    def _swap(self, key: str, etag: str | None, data: bytes) -> str:
+        if etag is None:
+            return self.store.put(key, data, content_type="application/json", if_none_match=True)
+        return self.store.put(key, data, content_type="application/json", if_match=etag)
+
+    def update_project(
+        self, name: NormalizedName, change: Callable[[ProjectIndex], bool]
+    ) -> ProjectIndex:
+        """Apply `change` to the project's manifest atomically and refresh what derives from it.
+
+        `change` edits the index in place and says whether it changed anything; it may run
+        several times (once per attempt), so it must depend only on its argument and on
+        reads of the store.
+        """
+        for attempt in range(_MAX_ATTEMPTS):
+            index, etag = self.read_project(name)
+            was_listed = bool(index.files)
+            if not change(index):
+                return index
+            try:
+                self._swap(layout.manifest_key(name), etag, index.to_bytes())
+            except PreconditionFailed:
+                _backoff(attempt)
+                continue
+            if was_listed != bool(index.files):
+                self.refresh_root([name])
+            self.refresh_pages(name)
+            return index
+        raise Contention(f"project {name!r} kept changing: gave up after {_MAX_ATTEMPTS} tries")
+
+    # -- renderings -------------------------------------------------------------------
+    def _render_until_current(self, source: str, render: Callable[[], str | None]) -> None:
+        """Run `render` (which returns the source etag it rendered) until it saw the newest."""
+        for _ in range(_MAX_ATTEMPTS):
+            rendered = render()
+            try:
+                current: str | None = self.store.head(source).etag
+            except NotFound:
+                current = None
+            if current == rendered:
+                return
+        raise Contention(f"{source!r} kept changing while its renderings were written")
+
+    def refresh_pages(self, name: NormalizedName) -> None:
+        """Rewrite the project's HTML and JSON pages from its manifest."""
+
+        def render() -> str | None:
+            index, etag = self.read_project(name)
+            keys = {fmt: layout.page_key(name, json=fmt) for fmt in (True, False)}
+            if not index.files:
+                for key in keys.values():
+                    self.store.delete(key)
+                return etag
+            page = project_page(index)
+            for is_json, key in keys.items():
+                body = render_json(page) if is_json else render_html(page)
+                fmt = Format.JSON_V1 if is_json else Format.HTML
+                self.store.put(
+                    key, compress(body), content_type=fmt.content_type, content_encoding="gzip"
+                )
+            return etag
+
+        self._render_until_current(layout.manifest_key(name), render)
+
+    def refresh_root(self, touched: Iterable[NormalizedName]) -> None:
+        """Bring the project list up to date for the projects in `touched`."""
+        touched = list(touched)
+        for attempt in range(_MAX_ATTEMPTS):
+            names, etag = self.read_project_names()
+            before = set(names)
+            if etag is None:
+                # first list in this store: start from every project folder already there
+                names = set(self.project_folders())
+            # read the manifests after the list, so a concurrent change retries the swap
+            for name in touched:
+                index, manifest_etag = self.read_project(name)
+                if index.files:
+                    names.add(name)
+                elif manifest_etag is not None:
+                    names.discard(name)
+            if etag is not None and names == before:
+                return
+            document = json.dumps({"projects": sorted(names)}, separators=(",", ":")).encode()
+            try:
+                self._swap(layout.ROOT_LIST, etag, document)
+            except PreconditionFailed:
+                _backoff(attempt)
+                continue
+            self.refresh_root_html()
+            return
+        raise Contention(f"the project list kept changing: gave up after {_MAX_ATTEMPTS} tries")
+
+    def write_root(self, names: Iterable[str]) -> None:
+        """Replace the project list (a full reindex knows the whole set)."""
+        wanted = sorted(set(names))
+        for attempt in range(_MAX_ATTEMPTS):
+            current, etag = self.read_project_names()
+            if etag is not None and sorted(current) == wanted:
+                self.refresh_root_html()
+                return
+            document = json.dumps({"projects": wanted}, separators=(",", ":")).encode()
+            try:
+                self._swap(layout.ROOT_LIST, etag, document)
+            except PreconditionFailed:
+                _backoff(attempt)
+                continue
+            self.refresh_root_html()
+            return
+        raise Contention(f"the project list kept changing: gave up after {_MAX_ATTEMPTS} tries")
+
+    def refresh_root_html(self) -> None:
+        """Rewrite `index.html` at the store's root (the reference layout's project list)."""
+
+        def render() -> str | None:
+            names, etag = self.read_project_names()
+            body = render_html(root_page(names))
+            self.store.put(layout.ROOT_HTML, body, content_type=Format.HTML.content_type)
+            return etag
+
+        self._render_until_current(layout.ROOT_LIST, render)
+
+    # -- core metadata files ----------------------------------------------------------
+    def write_metadata(self, name: NormalizedName, filename: str, data: bytes) -> None:
+        self.store.put(
+            layout.metadata_key(name, filename), data, content_type="application/octet-stream"
+        )
+
+    def delete_metadata(self, name: NormalizedName, filename: str) -> None:
+        self.store.delete(layout.metadata_key(name, filename))

@@ -1,0 +1,109 @@
+"""Project names and distribution file names.
+
+Normalization and file-name parsing come from `packaging`; this module only adds the
+checks an index needs at its edge (length bounds, path-segment safety).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+__all__ = [
+    "MAX_FILENAME_LENGTH",
+    "MAX_PROJECT_NAME_LENGTH",
+    "Distribution",
+    "InvalidFilename",
+    "InvalidProjectName",
+    "NormalizedName",
+    "check_filename",
+    "is_valid_project_name",
+    "normalize_project_name",
+    "parse_distribution_filename",
+]
+
+# PEP 508 / core metadata "Name": ASCII letters and digits, with ".", "_", "-" inside.
+_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# Bounds keep hostile requests cheap; no real project comes near them.
+MAX_PROJECT_NAME_LENGTH = 200
+MAX_FILENAME_LENGTH = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class InvalidProjectName(ValueError):
+    """A string that is not a valid project name."""
+
+
+class InvalidFilename(ValueError):
+    """A file name that is unsafe as a path segment or is not a distribution."""
+
+
+def is_valid_project_name(name: str) -> bool:
+    return len(name) <= MAX_PROJECT_NAME_LENGTH and _VALID_NAME.match(name) is not None
+
+
+def normalize_project_name(name: str) -> NormalizedName:
+    """PEP 503 normalized form of a valid project name; raises InvalidProjectName."""
+    if len(name) > MAX_PROJECT_NAME_LENGTH:
+        raise InvalidProjectName(
+            f"project name is {len(name)} characters long, over {MAX_PROJECT_NAME_LENGTH}"
+        )
+    if not _VALID_NAME.match(name):
+        raise InvalidProjectName(
+            f"{name!r} is not a valid project name: use ASCII letters, digits and "
+            "'.', '_', '-', starting and ending with a letter or digit"
+        )
+    return canonicalize_name(name)
+
+
+def check_filename(filename: str) -> str:
+    """Return `filename` if it is safe as one path segment of a store key."""
+    if not filename or filename in {".", ".."}:
+        raise InvalidFilename(f"{filename!r} is not a file name")
+    if len(filename.encode("utf-8", "surrogatepass")) > MAX_FILENAME_LENGTH:
+        raise InvalidFilename(f"file name is longer than {MAX_FILENAME_LENGTH} bytes")
+    if "/" in filename or "\\" in filename:
+        raise InvalidFilename(f"{filename!r} contains a path separator")
+    if _CONTROL.search(filename):
+        raise InvalidFilename(f"{filename!r} contains a control character")
+    if filename.startswith("."):
+        raise InvalidFilename(f"{filename!r} starts with a dot")
+    return filename
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """What a distribution's file name says about it."""
+
+    filename: str
+    project: NormalizedName
+    version: Version
+    kind: Literal["wheel", "sdist"]
+
+
+def parse_distribution_filename(filename: str) -> Distribution:
+    """Parse a wheel (PEP 427) or sdist (PEP 625; `.tar.gz` and legacy `.zip`) file name."""
+    check_filename(filename)
+    try:
+        if filename.endswith(".whl"):
+            name, version, _build, _tags = parse_wheel_filename(filename)
+            return Distribution(filename, name, version, "wheel")
+        if filename.endswith((".tar.gz", ".zip")):
+            name, version = parse_sdist_filename(filename)
+            return Distribution(filename, name, version, "sdist")
+    except (InvalidWheelFilename, InvalidSdistFilename) as e:
+        raise InvalidFilename(f"{filename!r} is not a valid distribution file name: {e}") from e
+    raise InvalidFilename(
+        f"{filename!r} is not a distribution: expected a .whl, .tar.gz or .zip file"
+    )

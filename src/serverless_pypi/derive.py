@@ -1,0 +1,74 @@
+"""Derive a file's record (hash, size, metadata) from its bytes in the store or on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from typing import IO
+
+from . import layout
+from .catalog import Catalog
+from .core.inspect import BadDistribution, Inspection, hash_stream, inspect_distribution
+from .core.model import FileRecord
+from .core.names import Distribution
+from .storage import ObjectInfo
+
+__all__ = ["Derived", "derive_from_file", "derive_from_store", "record_for", "spooled"]
+
+#: distributions up to this size are hashed in memory, larger ones through a temporary file
+SPOOL_IN_MEMORY = 32 * 1024 * 1024
+
+
+def spooled() -> tempfile.SpooledTemporaryFile[bytes]:
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, mode="w+b")
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    sha256: str
+    size: int
+    inspection: Inspection
+
+
+def derive_from_file(file: IO[bytes], dist: Distribution) -> Derived:
+    """Hash and inspect a seekable distribution file (raises BadDistribution)."""
+    file.seek(0)
+    sha256, size = hash_stream(file)
+    return Derived(sha256, size, inspect_distribution(file, dist))
+
+
+def derive_from_store(
+    catalog: Catalog, info: ObjectInfo, dist: Distribution
+) -> tuple[Derived, str | None]:
+    """Hash and inspect the object `info` describes, with the bytes of exactly that version.
+
+    Returns the derived data and, when the archive is unusable, why no metadata is served
+    (the file is still listed, with its hash). Raises PreconditionFailed if the object changed.
+    """
+    with catalog.store.open(info.key, if_match=info.etag) as source, spooled() as copy:
+        sha256, size = hash_stream(source, copy)
+        try:
+            inspection = inspect_distribution(copy, dist)
+        except BadDistribution as e:
+            return Derived(sha256, size, Inspection(None, None, str(e))), str(e)
+    return Derived(sha256, size, inspection), inspection.note
+
+
+def record_for(
+    info: ObjectInfo, derived: Derived, upload_time: str, yanked: str | None = None
+) -> FileRecord:
+    split = layout.split_key(info.key)
+    filename = split[1] if split else info.key
+    metadata = derived.inspection.metadata
+    return FileRecord(
+        filename=filename,
+        key=info.key,
+        size=derived.size,
+        upload_time=upload_time,
+        etag=info.etag,
+        sha256=derived.sha256,
+        requires_python=derived.inspection.requires_python,
+        metadata_sha256=hashlib.sha256(metadata).hexdigest() if metadata else None,
+        yanked=yanked,
+    )

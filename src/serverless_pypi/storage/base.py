@@ -1,0 +1,116 @@
+"""The storage interface every backend implements, and the errors it raises.
+
+Backends translate their own errors (botocore's ClientError, OSError) into these at the
+boundary, and nowhere else: an access error is never mistaken for "not found".
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, BinaryIO
+
+__all__ = [
+    "Blob",
+    "NotFound",
+    "NotModified",
+    "ObjectInfo",
+    "PreconditionFailed",
+    "Store",
+    "StoreError",
+]
+
+
+class StoreError(Exception):
+    """The store failed or refused (permissions, network): never means "empty"."""
+
+
+class NotFound(StoreError, FileNotFoundError):
+    """No object under that key."""
+
+
+class NotModified(StoreError):
+    """A conditional read found the object unchanged (the If-None-Match etag matched)."""
+
+
+class PreconditionFailed(StoreError):
+    """A conditional write lost: the object exists (If-None-Match) or changed (If-Match)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    data: bytes
+    etag: str
+    last_modified: datetime
+
+
+class Store(ABC):
+    """Objects under string keys with `/` separators, and conditional writes.
+
+    Keys are relative to the store's root (an S3 prefix or a directory). Writes are atomic:
+    a reader sees the old object or the new one, never a part.
+    """
+
+    #: a description for messages and logs, e.g. `s3://bucket/prefix`
+    location: str
+
+    @abstractmethod
+    def get(self, key: str, *, if_none_match: str | None = None) -> Blob:
+        """The object's bytes; NotFound, or NotModified when `if_none_match` matches."""
+
+    @abstractmethod
+    def head(self, key: str) -> ObjectInfo:
+        """The object's size, etag and time; NotFound."""
+
+    @abstractmethod
+    def open(self, key: str, *, if_match: str | None = None) -> AbstractContextManager[BinaryIO]:
+        """A stream of the object's bytes (PreconditionFailed if its etag is not `if_match`)."""
+
+    @abstractmethod
+    def put(
+        self,
+        key: str,
+        data: bytes | IO[bytes],
+        *,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        """Write atomically and return the new etag.
+
+        `if_none_match=True` writes only if no object exists; `if_match` only if the current
+        etag equals it. Either raises PreconditionFailed when the condition does not hold.
+        """
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; removing a missing object is not an error."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with `prefix`, in key order, streamed page by page."""
+
+    @abstractmethod
+    def list_folders(self, prefix: str = "") -> Iterator[str]:
+        """Names of the "folders" directly under `prefix` (keys with a further `/`)."""
+
+    def presign(self, key: str, method: str, expires: int) -> str | None:
+        """A URL that serves the object without the index, or None if the store has none."""
+        return None
+
+    def local_path(self, key: str) -> Path | None:
+        """The file holding the object, for stores on the local file system."""
+        return None

@@ -1,0 +1,187 @@
+"""A store in an S3 bucket (or any S3-compatible service), through boto3.
+
+Conditional writes use S3's `If-None-Match: *` and `If-Match: <etag>` on PutObject.
+Presigned URLs use SigV4 on the regional virtual-host endpoint: boto3's default in some
+regions is SigV2 on the global endpoint, which newer buckets and regions refuse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .base import Blob, NotFound, NotModified, ObjectInfo, PreconditionFailed, Store, StoreError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["S3Store", "make_client"]
+
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_CONFLICT = {"412", "409", "PreconditionFailed", "ConditionalRequestConflict"}
+
+
+def make_client(endpoint_url: str | None = None) -> S3Client:
+    """An S3 client that presigns with SigV4 on the regional endpoint.
+
+    The endpoint comes from `endpoint_url`, else from boto3's own `AWS_ENDPOINT_URL_S3` /
+    `AWS_ENDPOINT_URL`. A custom endpoint (moto, MinIO) is addressed path-style.
+    """
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    custom = (
+        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    config = Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if custom else "virtual"},
+        retries={"max_attempts": 4, "mode": "standard"},
+        max_pool_connections=32,
+    )
+    client: S3Client = boto3.session.Session().client(
+        "s3", region_name=region, endpoint_url=endpoint_url, config=config
+    )
+    return client
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _status(error: ClientError) -> str:
+    return str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+
+
+def _translate(error: Exception, key: str) -> StoreError:
+    if isinstance(error, ClientError):
+        code, status = _code(error), _status(error)
+        if code in _NOT_FOUND or status == "404":
+            return NotFound(key)
+        if code in {"304", "NotModified"} or status == "304":
+            return NotModified(key)
+        if code in _CONFLICT or status in {"412", "409"}:
+            return PreconditionFailed(key)
+        return StoreError(f"S3 refused {key!r}: {code or status} {error}")
+    return StoreError(f"S3 failed on {key!r}: {error}")
+
+
+class S3Store(Store):
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        client: S3Client | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.client = client or make_client(endpoint_url)
+        self.location = f"s3://{bucket}/{self.prefix}"
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def get(self, key: str, *, if_none_match: str | None = None) -> Blob:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        if if_none_match is not None:
+            args["IfNoneMatch"] = if_none_match
+        try:
+            response = self.client.get_object(**args)
+            data = response["Body"].read()
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e, key) from e
+        return Blob(data, response["ETag"], response["LastModified"])
+
+    def head(self, key: str) -> ObjectInfo:
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e, key) from e
+        return ObjectInfo(
+            key, response["ContentLength"], response["ETag"], response["LastModified"]
+        )
+
+    @contextlib.contextmanager
+    def open(self, key: str, *, if_match: str | None = None) -> Iterator[BinaryIO]:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        if if_match is not None:
+            args["IfMatch"] = if_match
+        try:
+            body = self.client.get_object(**args)["Body"]
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e, key) from e
+        with contextlib.closing(body):
+            yield body  # type: ignore[misc]
+
+    def put(
+        self,
+        key: str,
+        data: bytes | IO[bytes],
+        *,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), "Body": data}
+        if content_type:
+            args["ContentType"] = content_type
+        if content_encoding:
+            args["ContentEncoding"] = content_encoding
+        if if_none_match:
+            args["IfNoneMatch"] = "*"
+        if if_match is not None:
+            args["IfMatch"] = if_match
+        try:
+            response = self.client.put_object(**args)
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e, key) from e
+        return str(response["ETag"])
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (ClientError, BotoCoreError) as e:
+            error = _translate(e, key)
+            if not isinstance(error, NotFound):
+                raise error from e
+
+    def _pages(self, prefix: str, delimiter: str | None) -> Iterator[dict[str, Any]]:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._key(prefix)}
+        if delimiter:
+            args["Delimiter"] = delimiter
+        try:
+            # at most 1,000 keys a page (S3's limit); the paginator follows continuation tokens
+            for page in self.client.get_paginator("list_objects_v2").paginate(**args):
+                yield dict(page)
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e, prefix) from e
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        skip = len(self.prefix)
+        for page in self._pages(prefix, None):
+            for item in page.get("Contents", []):
+                yield ObjectInfo(
+                    item["Key"][skip:], item["Size"], item["ETag"], item["LastModified"]
+                )
+
+    def list_folders(self, prefix: str = "") -> Iterator[str]:
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        skip = len(self.prefix) + len(prefix)
+        for page in self._pages(prefix, "/"):
+            for item in page.get("CommonPrefixes", []):
+                yield item["Prefix"][skip:].rstrip("/")
+
+    def presign(self, key: str, method: str, expires: int) -> str | None:
+        operation = "head_object" if method == "HEAD" else "get_object"
+        url: str = self.client.generate_presigned_url(
+            operation, Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires
+        )
+        return url
