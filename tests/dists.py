@@ -51,9 +51,12 @@ def make_wheel(
     files = {
         module: f"VERSION = {version!r}\n{payload}".encode(),
         f"{dist_info}/METADATA": (
-            metadata or metadata_text(name, version, requires_python=requires_python, requires=requires)
+            metadata
+            or metadata_text(name, version, requires_python=requires_python, requires=requires)
         ).encode(),
-        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n\n",
+        f"{dist_info}/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n\n"
+        ),
     }
     record = "".join(f"{path},{_record_hash(data)},{len(data)}\n" for path, data in files.items())
     files[f"{dist_info}/RECORD"] = (record + f"{dist_info}/RECORD,,\n").encode()
@@ -78,7 +81,11 @@ def make_sdist(
     dist_name = canonicalize_name(name).replace("-", "_")
     top = f"{dist_name}-{version}"
     pkg_info = metadata_text(
-        name, version, requires_python=requires_python, metadata_version=metadata_version, dynamic=dynamic
+        name,
+        version,
+        requires_python=requires_python,
+        metadata_version=metadata_version,
+        dynamic=dynamic,
     ).encode()
     members = {
         f"{top}/PKG-INFO": pkg_info,

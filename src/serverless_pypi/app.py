@@ -54,6 +54,8 @@ MAX_PATH_LENGTH = 1024
 READ_METHODS = frozenset({"GET", "HEAD"})
 _ENCODED_SEPARATOR = re.compile(r"%(2f|5c)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# RFC 9110 section 8.8.3: opaque-tag = DQUOTE *etagc DQUOTE (ASCII etagc only)
+_ENTITY_TAG = re.compile(r'"[\x21\x23-\x7e]*"')
 _VARY = "Accept, Accept-Encoding"
 #: uploads are accepted at the index root and, as on PyPI, at "legacy/"
 UPLOAD_PATHS = ([""], ["legacy", ""], ["legacy"])
@@ -166,6 +168,8 @@ class Application:
 
     # -- pages ------------------------------------------------------------------------
     def _page_response(self, request: Request, fmt: Format, body: bytes, etag: str) -> Response:
+        # weak: the same tag stands for the gzip and the identity encodings of the page
+        etag = etag if etag.startswith("W/") else "W/" + etag
         headers = {
             "Content-Type": fmt.content_type,
             "Cache-Control": self.settings.cache_control,
@@ -182,7 +186,9 @@ class Application:
     def _stored_page(self, request: Request, fmt: Format, key: str) -> Response | None:
         """Serve a precomputed, gzip-compressed page object; None if there is none."""
         wanted = request.headers.get("if-none-match")
-        store_etag = wanted.strip().removeprefix("W/") if wanted and "," not in wanted else None
+        # one well-formed tag (not a list, not `*`) can be checked by the store itself
+        tag = wanted.strip().removeprefix("W/") if wanted else ""
+        store_etag = tag if _ENTITY_TAG.fullmatch(tag) else None
         headers = {
             "Content-Type": fmt.content_type,
             "Cache-Control": self.settings.cache_control,
@@ -241,7 +247,7 @@ class Application:
     def _live_index(self, name: NormalizedName) -> ProjectIndex | None:
         """The project's files when it has no precomputed page: its manifest, else a listing."""
         index, _ = self.catalog.read_project(name)
-        if index.files:
+        if index.served():
             return index
         index = ProjectIndex(name)
         for folder in self.catalog.project_folders().get(name, []):

@@ -1,7 +1,8 @@
-"""AWS Lambda entry points: a thin edge over the application.
+"""AWS Lambda entry points: a thin edge over the application and the indexer.
 
 `api_handler` answers API Gateway REST API (payload 1.0, the proxy resource `{package+}` under
 a stage such as `simple`), HTTP API (payload 2.0) and Lambda function URL events.
+`reindex_handler` keeps derived data current from S3 events (see `serverless_pypi.events`).
 
 Configuration comes from the environment: S3_BUCKET (required), S3_PREFIX,
 S3_PRESIGNED_URL_TTL, FALLBACK_INDEX_URL, PRIVATE_PROJECTS, CACHE_CONTROL,
@@ -16,15 +17,21 @@ import json
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from .access import AccessControl
 from .app import Application, index_route
 from .config import Settings
 from .core.http import Headers, Request, Response, error
 from .storage.s3 import S3Store
+from .tokens import TokenCache
 
-__all__ = ["api_handler", "lambda_request", "lambda_response"]
+if TYPE_CHECKING:
+    from .indexer import Indexer
+    from .upload import UploadHandler
+
+__all__ = ["api_handler", "lambda_request", "lambda_response", "reindex_handler"]
 
 log = logging.getLogger("serverless_pypi")
 if not log.handlers:
@@ -33,16 +40,46 @@ if not log.handlers:
 
 #: Lambda answers at most 6 MB; base64 adds a third, and headers need room too
 MAX_INLINE_BODY = 4 * 1024 * 1024
+#: the largest file an upload can carry: 6 MB of event, base64-encoded (4/3), less the form
+MAX_UPLOAD_THROUGH_LAMBDA = 6 * 1024 * 1024 * 3 // 4 - 64 * 1024
 _TEXT_TYPES = ("text/", "application/json", "application/vnd.pypi.simple.v1+json")
 
 
-def _build_application() -> Application:
+def _store() -> S3Store:
     bucket = os.environ.get("S3_BUCKET", "").strip()
     if not bucket:
         raise RuntimeError("S3_BUCKET is not set: the function needs the bucket of packages")
-    store = S3Store(bucket, os.environ.get("S3_PREFIX", ""))
+    return S3Store(bucket, os.environ.get("S3_PREFIX", ""))
+
+
+def _build_application() -> Application:
+    store = _store()
+    location = store.location.rstrip("/")
     settings = Settings.from_env(max_inline_body=MAX_INLINE_BODY)
-    return Application(store, settings)
+    access = AccessControl(TokenCache(store), settings)
+
+    @functools.cache
+    def uploads() -> UploadHandler:
+        # built at the first upload: reads, the common case, never import the upload stack
+        from .catalog import Catalog
+        from .upload import UploadHandler
+
+        return UploadHandler(
+            Catalog(store),
+            settings,
+            access.check_upload,
+            max_file_size=min(settings.max_upload_size, MAX_UPLOAD_THROUGH_LAMBDA),
+            too_large_hint=(
+                " A request through API Gateway and Lambda carries at most 6 MB (base64 adds a "
+                "third): publish larger files straight to the bucket with "
+                f"`serverless-pypi publish --store {location} FILE`."
+            ),
+        )
+
+    def upload(request: Request) -> Response:
+        return uploads()(request)
+
+    return Application(store, settings, upload=upload, access=access)
 
 
 @functools.cache
@@ -143,3 +180,60 @@ def api_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         )
     )
     return lambda_response(response, method)
+
+
+@functools.cache
+def indexer() -> Indexer:
+    """The indexer of this execution environment, built once and then reused."""
+    from .indexer import Indexer  # imported here: the API function never needs it
+
+    return Indexer(_store())
+
+
+def reindex_handler(event: Any, context: Any = None) -> dict[str, Any]:
+    """Index the keys an S3 event names, or reindex everything on a scheduled event.
+
+    For SQS batches, failed messages are reported in `batchItemFailures` so only they are
+    retried (the event source mapping needs `ReportBatchItemFailures`). Other invocations
+    raise on failure, so EventBridge retries them and then sends them to the dead-letter queue.
+    """
+    from .events import parse_invocation
+
+    worker = indexer()
+    store = worker.store
+    assert isinstance(store, S3Store)
+    invocation = parse_invocation(event, store.bucket, store.prefix)
+    failed: list[str | None] = []
+    counts: dict[str, int] = {}
+    for message in invocation.messages:
+        for reason in message.ignored:
+            log.info("ignored %s", reason)
+        try:
+            if message.full_reindex:
+                report = worker.reindex()
+                counts["reindexed_files"] = counts.get("reindexed_files", 0) + report.files
+                log.info(
+                    json.dumps(
+                        {
+                            "reindex": "full",
+                            "projects": report.projects,
+                            "files": report.files,
+                            "indexed": len(report.indexed),
+                            "removed": len(report.removed),
+                            "skipped": len(report.skipped),
+                            "orphans": len(report.orphans),
+                        }
+                    )
+                )
+            for key in message.keys:
+                outcome = worker.index_key(key)
+                counts[outcome.action] = counts.get(outcome.action, 0) + 1
+                log.info(json.dumps({"key": key[:300], "action": outcome.action}))
+        except Exception:
+            log.exception("indexing failed for message %s", message.message_id)
+            failed.append(message.message_id)
+    if invocation.from_sqs:
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in failed if m is not None]}
+    if failed:
+        raise RuntimeError("indexing failed; the error is logged above and the event is retried")
+    return {"status": "ok", **counts}

@@ -89,7 +89,7 @@ class Catalog:
         """
         for attempt in range(_MAX_ATTEMPTS):
             index, etag = self.read_project(name)
-            was_listed = bool(index.files)
+            was_listed = bool(index.served())
             if not change(index):
                 return index
             try:
@@ -97,7 +97,7 @@ class Catalog:
             except PreconditionFailed:
                 _backoff(attempt)
                 continue
-            if was_listed != bool(index.files):
+            if was_listed != bool(index.served()):
                 self.refresh_root([name])
             self.refresh_pages(name)
             return index
@@ -122,7 +122,7 @@ class Catalog:
         def render() -> str | None:
             index, etag = self.read_project(name)
             keys = {fmt: layout.page_key(name, json=fmt) for fmt in (True, False)}
-            if not index.files:
+            if not index.served():
                 for key in keys.values():
                     self.store.delete(key)
                 return etag
@@ -149,7 +149,7 @@ class Catalog:
             # read the manifests after the list, so a concurrent change retries the swap
             for name in touched:
                 index, manifest_etag = self.read_project(name)
-                if index.files:
+                if index.served():
                     names.add(name)
                 elif manifest_etag is not None:
                     names.discard(name)

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .config import ConfigError, Settings
 from .storage import Store, StoreError, open_store
@@ -42,7 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         Path(args.store).mkdir(parents=True, exist_ok=True)
     store = _store(args)
     settings = Settings.from_env()
-    app = Application(store, settings)
+    app = Application(store, settings, **_access_hooks(store, settings))
     url = f"http://{args.host}:{args.port}/simple/"
     print(
         f"serverless-pypi: serving {store.location} at {url}\n"
@@ -75,6 +76,177 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from .indexer import Indexer
+
+    indexer = Indexer(_store(args), workers=args.workers)
+    bar = _progress_bar("checking" if args.check else "reindexing")
+    try:
+        report = indexer.reindex(check=args.check, progress=bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    for key, reason in report.skipped:
+        print(f"skipped: {key}: {reason}", file=sys.stderr)
+    verb = "needs indexing" if args.check else "indexed"
+    for key in report.indexed:
+        print(f"{verb}: {key}")
+    verb = "stale record" if args.check else "removed record"
+    for key in report.removed:
+        print(f"{verb}: {key}")
+    verb = "orphaned" if args.check else "deleted orphan"
+    for key in report.orphans:
+        print(f"{verb}: {key}")
+    for name in report.stale_pages:
+        print(f"{'stale' if args.check else 'rewrote'} pages: {name}")
+    if report.root_changed:
+        print("project list: " + ("out of date" if args.check else "rewritten"))
+    print(
+        f"{report.projects} projects, {report.files} files: {len(report.indexed)} to index, "
+        f"{len(report.removed)} stale, {len(report.orphans)} orphaned, "
+        f"{len(report.skipped)} skipped"
+    )
+    if args.check and report.drift:
+        print("drift found: run `serverless-pypi reindex` to repair", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _progress_bar(label: str) -> Any:
+    """A tqdm progress bar on a terminal, else None (tqdm comes with the `server` extra)."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(desc=label, unit=" projects", file=sys.stderr)
+
+
+def _access_hooks(store: Store, settings: Settings) -> dict[str, Any]:
+    """The `upload=` and `access=` hooks of the application: tokens checked on each request."""
+    from .access import AccessControl
+    from .catalog import Catalog
+    from .tokens import TokenCache
+    from .upload import UploadHandler
+
+    access = AccessControl(TokenCache(store), settings)
+    upload = UploadHandler(Catalog(store), settings, access.check_upload)
+    return {"upload": upload, "access": access}
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from .tokens import TokenStore, parse_expiry
+
+    expires = parse_expiry(args.expires) if args.expires else None
+    token, record = TokenStore(_store(args)).create(
+        args.scope, args.project or (), expires, args.description or ""
+    )
+    where = ", ".join(record.projects) if record.projects else "every project"
+    until = f"until {record.expires}" if record.expires else "without expiry"
+    print(
+        f"created {record.scope} token {record.id} for {where}, valid {until}.\n"
+        "It is shown only now; the index keeps only its hash. Use it with the username "
+        "__token__.",
+        file=sys.stderr,
+    )
+    print(token)
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from .tokens import TokenStore
+
+    records = TokenStore(_store(args)).records()
+    if not records:
+        print("no tokens", file=sys.stderr)
+        return 0
+    print(f"{'ID':16}  {'SCOPE':5}  {'CREATED':20}  {'EXPIRES':20}  PROJECTS  DESCRIPTION")
+    for r in records:
+        expires = (r.expires or "never") + (" (expired)" if r.expired() else "")
+        print(
+            f"{r.id:16}  {r.scope:5}  {r.created:20}  {expires:20}  "
+            f"{r.describe_projects():8}  {r.description}".rstrip()
+        )
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from .tokens import TokenStore
+
+    removed = TokenStore(_store(args)).revoke(args.tokens)
+    for token_id in removed:
+        print(f"revoked: {token_id}")
+    missing = len(set(args.tokens)) - len(removed)
+    if missing > 0:
+        print(f"error: {missing} of the tokens given do not exist", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    from . import curation
+    from .catalog import Catalog
+
+    catalog = Catalog(_store(args))
+    try:
+        if args.command == "yank":
+            changed = curation.yank(catalog, args.project, args.target, args.reason or "")
+        elif args.command == "unyank":
+            changed = curation.unyank(catalog, args.project, args.target)
+        else:
+            changed = curation.remove(catalog, args.project, args.target)
+    except curation.CurationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    verb = {"yank": "yanked", "unyank": "unyanked", "remove": "removed"}[args.command]
+    for filename in changed:
+        print(f"{verb}: {filename}")
+    if not changed:
+        print(f"nothing to do: already {verb}", file=sys.stderr)
+    return 0
+
+
+def _add_access_commands(commands: Any) -> None:
+    token = commands.add_parser("token", help="create, list and revoke API tokens")
+    actions = token.add_subparsers(dest="token_command", required=True)
+    create = actions.add_parser("create", help="create a token (printed once on stdout)")
+    _add_store_options(create)
+    create.add_argument("--scope", choices=["read", "write"], required=True)
+    create.add_argument(
+        "--project",
+        action="append",
+        metavar="PATTERN",
+        help="limit the token to projects matching this glob (repeatable; default: all)",
+    )
+    create.add_argument(
+        "--expires", metavar="DURATION", help="e.g. 90m, 12h, 30d, 2w, 1y or 2030-01-31"
+    )
+    create.add_argument("--description", help="a note shown by `token list`")
+    create.set_defaults(func=cmd_token_create)
+    listing = actions.add_parser("list", help="list tokens (never the tokens themselves)")
+    _add_store_options(listing)
+    listing.set_defaults(func=cmd_token_list)
+    revoke = actions.add_parser("revoke", help="revoke tokens by id (or by the token)")
+    _add_store_options(revoke)
+    revoke.add_argument("tokens", nargs="+", metavar="ID")
+    revoke.set_defaults(func=cmd_token_revoke)
+
+    helps = {
+        "yank": "mark files yanked (PEP 592): installers skip them unless pinned with ==",
+        "unyank": "clear the yank mark",
+        "remove": "delete files with their metadata",
+    }
+    for name, text in helps.items():
+        sub = commands.add_parser(name, help=text)
+        _add_store_options(sub)
+        sub.add_argument("project", metavar="PROJECT")
+        sub.add_argument("target", metavar="VERSION_OR_FILE", help="a version or a file name")
+        if name == "yank":
+            sub.add_argument("--reason", help="why, shown by pip and uv")
+        sub.set_defaults(func=cmd_curate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="serverless-pypi", description="A private Python package index."
@@ -93,6 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_options(publish)
     publish.add_argument("files", nargs="+", metavar="FILE", help="wheels and sdists")
     publish.set_defaults(func=cmd_publish)
+
+    reindex = commands.add_parser(
+        "reindex", help="rebuild hashes, metadata and pages from a listing of the store"
+    )
+    _add_store_options(reindex)
+    reindex.add_argument(
+        "--check", action="store_true", help="report drift without writing; exit 1 if any"
+    )
+    reindex.add_argument("--workers", type=int, default=8, help="parallel workers (default 8)")
+    reindex.set_defaults(func=cmd_reindex)
+
+    _add_access_commands(commands)
     return parser
 
 

@@ -29,6 +29,8 @@ class Derived:
     sha256: str
     size: int
     inspection: Inspection
+    #: why the file cannot be served (unreadable archive, metadata contradicting its name)
+    problem: str | None = None
 
 
 def derive_from_file(file: IO[bytes], dist: Distribution) -> Derived:
@@ -38,26 +40,22 @@ def derive_from_file(file: IO[bytes], dist: Distribution) -> Derived:
     return Derived(sha256, size, inspect_distribution(file, dist))
 
 
-def derive_from_store(
-    catalog: Catalog, info: ObjectInfo, dist: Distribution
-) -> tuple[Derived, str | None]:
+def derive_from_store(catalog: Catalog, info: ObjectInfo, dist: Distribution) -> Derived:
     """Hash and inspect the object `info` describes, with the bytes of exactly that version.
 
-    Returns the derived data and, when the archive is unusable, why no metadata is served
-    (the file is still listed, with its hash). Raises PreconditionFailed if the object changed.
+    A bad archive does not raise: the result says what is wrong in `problem`. Raises
+    PreconditionFailed if the object changed since `info` was read.
     """
     with catalog.store.open(info.key, if_match=info.etag) as source, spooled() as copy:
         sha256, size = hash_stream(source, copy)
         try:
             inspection = inspect_distribution(copy, dist)
         except BadDistribution as e:
-            return Derived(sha256, size, Inspection(None, None, str(e))), str(e)
-    return Derived(sha256, size, inspection), inspection.note
+            return Derived(sha256, size, Inspection(None, None), str(e))
+    return Derived(sha256, size, inspection)
 
 
-def record_for(
-    info: ObjectInfo, derived: Derived, upload_time: str, yanked: str | None = None
-) -> FileRecord:
+def record_for(info: ObjectInfo, derived: Derived, upload_time: str) -> FileRecord:
     split = layout.split_key(info.key)
     filename = split[1] if split else info.key
     metadata = derived.inspection.metadata
@@ -70,5 +68,5 @@ def record_for(
         sha256=derived.sha256,
         requires_python=derived.inspection.requires_python,
         metadata_sha256=hashlib.sha256(metadata).hexdigest() if metadata else None,
-        yanked=yanked,
+        problem=derived.problem,
     )

@@ -25,7 +25,19 @@ StartResponse = Callable[..., Any]
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-def _status_line(status: int) -> str:
+def _status_line(response: Response) -> str:
+    """The status line; errors carry their message as the reason phrase, as PyPI's do.
+
+    twine shows only the status line of a failed upload, so "400 File already exists ..."
+    tells the user what went wrong where "400 Bad Request" would not.
+    """
+    status = response.status
+    if status >= 400 and response.headers.get("Content-Type", "").startswith("text/plain"):
+        first = response.body.decode("utf-8", "replace").split("\n", 1)[0]
+        # RFC 9112 section 4: reason-phrase is HTAB / SP / VCHAR / obs-text; keep it ASCII
+        reason = "".join(c if " " <= c <= "~" else " " for c in first).strip()[:200]
+        if reason:
+            return f"{status} {reason}"
     try:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:
@@ -93,7 +105,7 @@ class WSGIApplication:
         headers = dict(response.headers)
         if response.file is None:
             headers["Content-Length"] = str(len(response.body))
-        start_response(_status_line(response.status), list(headers.items()))
+        start_response(_status_line(response), list(headers.items()))
         log.info(
             "%s %s %d %.1fms",
             method,

@@ -98,19 +98,23 @@ def accepts_gzip(headers: Headers) -> bool:
     value = headers.get("accept-encoding")
     if not value:
         return False
+    # an explicit gzip entry wins over `*`, which covers only codings not listed
+    found: dict[str, bool] = {}
     for item in value.split(","):
         coding, *params = item.strip().lower().split(";")
-        if coding.strip() not in {"gzip", "x-gzip", "*"}:
+        coding = "gzip" if coding.strip() == "x-gzip" else coding.strip()
+        if coding not in {"gzip", "*"} or coding in found:
             continue
+        found[coding] = True
         for param in params:
             key, _, q = param.partition("=")
             if key.strip() == "q":
                 try:
-                    return float(q) > 0
+                    found[coding] = float(q) > 0
                 except ValueError:
-                    return False
-        return True
-    return False
+                    found[coding] = False
+                break
+    return found.get("gzip", found.get("*", False))
 
 
 def compress(body: bytes) -> bytes:

@@ -48,6 +48,9 @@ class FileRecord:
     metadata_sha256: str | None = None
     # PEP 592: None = not yanked; "" = yanked without a reason; else the reason
     yanked: str | None = None
+    # why the file is not served (a corrupt archive, a wheel contradicting its name): kept in
+    # the manifest so the indexer does not hash it again, never listed on a page
+    problem: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -57,7 +60,7 @@ class FileRecord:
             "upload_time": self.upload_time,
             "etag": self.etag,
         }
-        for name in ("sha256", "requires_python", "metadata_sha256", "yanked"):
+        for name in ("sha256", "requires_python", "metadata_sha256", "yanked", "problem"):
             value = getattr(self, name)
             if value is not None:
                 data[name] = value
@@ -75,6 +78,7 @@ class FileRecord:
             requires_python=data.get("requires_python"),
             metadata_sha256=data.get("metadata_sha256"),
             yanked=data.get("yanked"),
+            problem=data.get("problem"),
         )
 
     def with_changes(self, **changes: Any) -> FileRecord:
@@ -95,8 +99,12 @@ class ProjectIndex:
     name: NormalizedName
     files: dict[str, FileRecord] = field(default_factory=dict)
 
+    def served(self) -> list[FileRecord]:
+        """The files a page lists: all but those recorded with a problem."""
+        return [r for r in self.files.values() if r.problem is None]
+
     def sorted_files(self) -> list[FileRecord]:
-        """Files ordered by version, then name: the order pages list them in."""
+        """Served files ordered by version, then name: the order pages list them in."""
 
         def order(record: FileRecord) -> tuple[int, Version, str]:
             version = _version_of(record.filename)
@@ -104,11 +112,11 @@ class ProjectIndex:
                 return (0, Version("0"), record.filename)
             return (1, version, record.filename)
 
-        return sorted(self.files.values(), key=order)
+        return sorted(self.served(), key=order)
 
     def versions(self) -> list[str]:
         """PEP 700 `versions`: every version that has a file, in ascending order."""
-        found = {v for r in self.files.values() if (v := _version_of(r.filename)) is not None}
+        found = {v for r in self.served() if (v := _version_of(r.filename)) is not None}
         return [str(v) for v in sorted(found)]
 
     def to_bytes(self) -> bytes:

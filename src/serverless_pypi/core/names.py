@@ -34,7 +34,9 @@ __all__ = [
 ]
 
 # PEP 508 / core metadata "Name": ASCII letters and digits, with ".", "_", "-" inside.
-_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# Matched with fullmatch and re.ASCII: `$` would accept a trailing newline, and IGNORECASE
+# alone lets U+212A (Kelvin sign) or U+017F match [A-Z] (packaging validates the same way).
+_VALID_NAME = re.compile(r"([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])", re.IGNORECASE | re.ASCII)
 # Bounds keep hostile requests cheap; no real project comes near them.
 MAX_PROJECT_NAME_LENGTH = 200
 MAX_FILENAME_LENGTH = 255
@@ -50,7 +52,7 @@ class InvalidFilename(ValueError):
 
 
 def is_valid_project_name(name: str) -> bool:
-    return len(name) <= MAX_PROJECT_NAME_LENGTH and _VALID_NAME.match(name) is not None
+    return len(name) <= MAX_PROJECT_NAME_LENGTH and _VALID_NAME.fullmatch(name) is not None
 
 
 def normalize_project_name(name: str) -> NormalizedName:
@@ -59,7 +61,7 @@ def normalize_project_name(name: str) -> NormalizedName:
         raise InvalidProjectName(
             f"project name is {len(name)} characters long, over {MAX_PROJECT_NAME_LENGTH}"
         )
-    if not _VALID_NAME.match(name):
+    if not _VALID_NAME.fullmatch(name):
         raise InvalidProjectName(
             f"{name!r} is not a valid project name: use ASCII letters, digits and "
             "'.', '_', '-', starting and ending with a letter or digit"

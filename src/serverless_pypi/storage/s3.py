@@ -60,6 +60,9 @@ def _status(error: ClientError) -> str:
 def _translate(error: Exception, key: str) -> StoreError:
     if isinstance(error, ClientError):
         code, status = _code(error), _status(error)
+        if code == "NoSuchBucket":
+            # a missing bucket is a misconfiguration, never an empty store
+            return StoreError(f"S3 bucket not found (NoSuchBucket) reading {key!r}")
         if code in _NOT_FOUND or status == "404":
             return NotFound(key)
         if code in {"304", "NotModified"} or status == "304":
@@ -141,7 +144,11 @@ class S3Store(Store):
         try:
             response = self.client.put_object(**args)
         except (ClientError, BotoCoreError) as e:
-            raise _translate(e, key) from e
+            error = _translate(e, key)
+            if if_match is not None and isinstance(error, NotFound):
+                # S3 answers 404 to If-Match on a missing object: the condition does not hold
+                raise PreconditionFailed(key) from e
+            raise error from e
         return str(response["ETag"])
 
     def delete(self, key: str) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks behind every speed claim: `make bench` writes docs/benchmarks.md and its plots."""

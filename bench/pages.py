@@ -1,0 +1,152 @@
+"""Warm handler latency: the root and project pages of 10 to 10,000 files.
+
+Our Lambda handler (`api_handler`) over the local directory and over S3 (moto's standalone
+server, in its own process), against the reference module's behaviour (list + presign every
+file per request) on the same bucket. Every call is in-process, as in a warm Lambda.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Any
+
+from .common import WORK, Moto, environment, log, ratio, summary
+from .lambda_events import CallCounter, CountingStore, Handler, rest_event, silence_logs
+from .populate import fill, project_name
+from .reference import ReferenceHandler
+
+SIZES = (10, 100, 1_000, 10_000)
+FILLERS = 50
+BUCKET = "bench-pages"
+
+
+def populate(moto: Moto) -> dict[str, Any]:
+    """The pages bucket in moto and the same projects in a local directory."""
+    from serverless_pypi.storage.local import LocalStore
+    from serverless_pypi.storage.s3 import S3Store
+
+    moto.create_bucket(BUCKET)
+    started = time.perf_counter()
+    with environment(moto.env()):
+        fill(S3Store(BUCKET), SIZES, FILLERS, moto)
+    s3_seconds = time.perf_counter() - started
+    local_root = WORK / "pages-local"
+    shutil.rmtree(local_root, ignore_errors=True)
+    started = time.perf_counter()
+    fill(LocalStore(local_root), SIZES, FILLERS)
+    return {
+        "populate_s3_s": s3_seconds,
+        "populate_local_s": time.perf_counter() - started,
+        "local_root": str(local_root),
+    }
+
+
+def _runs(files: int | None, quick: bool, reference: bool) -> tuple[int, float]:
+    """(requests, time budget in seconds) for one page: fewer for slow pages."""
+    if reference:
+        count = {None: 200, 10: 200, 100: 100, 1_000: 30, 10_000: 3}[files]
+        budget = 20.0
+    else:
+        count = {None: 300, 10: 300, 100: 300, 1_000: 200, 10_000: 60}[files]
+        budget = 10.0
+    if quick:
+        count, budget = max(5, count // 10), budget / 4
+    return count, budget
+
+
+def measure(
+    handler: Handler, event: dict[str, Any], count: int, budget: float, counter: Any
+) -> dict[str, Any]:
+    """Time `count` calls (fewer if over `budget`) after warm-up calls; count store calls.
+
+    The first warm-up call counts the store calls of one request; the timed calls give the
+    time spent inside store calls per request (where the counter can time them).
+    """
+    for attempt in range(3):
+        counter.reset()
+        started = time.perf_counter()
+        response = handler(event)
+        if response["statusCode"] != 200:
+            raise RuntimeError(
+                f"{event['path']}: {response['statusCode']} {response['body'][:200]}"
+            )
+        if attempt == 0:
+            calls, operations = counter.count, dict(counter.operations)
+            if time.perf_counter() - started > 0.5:
+                break  # a slow page: one warm-up call is enough
+    counter.reset()
+    samples = []
+    deadline = time.perf_counter() + budget
+    for _ in range(count):
+        started = time.perf_counter()
+        handler(event)
+        samples.append(time.perf_counter() - started)
+        if time.perf_counter() > deadline and len(samples) >= 3:
+            break
+    return {
+        "calls": calls,
+        "operations": operations,
+        "response_bytes": len(response["body"]),
+        "store_seconds": counter.seconds / len(samples),
+        **summary(samples),
+    }
+
+
+def run(moto: Moto, quick: bool = False) -> dict[str, Any]:
+    from serverless_pypi import aws_lambda
+    from serverless_pypi.app import Application
+    from serverless_pypi.storage.local import LocalStore
+
+    results: dict[str, Any] = {"sizes": list(SIZES), "fillers": FILLERS, "rows": []}
+    original = aws_lambda.application
+    with environment(moto.env(S3_BUCKET=BUCKET)):
+        silence_logs()
+        s3_app = aws_lambda.application()  # built as on Lambda: S3Store from the environment
+        s3_calls = CallCounter(s3_app.store.client)  # type: ignore[attr-defined]
+        local_store = CountingStore(LocalStore(WORK / "pages-local"))
+        local_app = Application(local_store, s3_app.settings)  # type: ignore[arg-type]
+        reference = ReferenceHandler(BUCKET)
+        ref_calls = CallCounter(reference.client)
+
+        def ours(app: Any) -> Handler:
+            def call(event: dict[str, Any]) -> dict[str, Any]:
+                # api_handler looks the application up on each call: serve `app` through it
+                aws_lambda.application = lambda: app  # type: ignore[assignment]
+                return aws_lambda.api_handler(event)
+
+            return call
+
+        handlers: list[tuple[str, Handler, Any, bool]] = [
+            ("ours-local", ours(local_app), local_store, False),
+            ("ours-s3", ours(s3_app), s3_calls, False),
+            ("reference-s3", reference, ref_calls, True),
+        ]
+        for files in (None, *SIZES):
+            route = "" if files is None else f"{project_name(files)}/"
+            event = rest_event(route)
+            for name, handler, counter, is_reference in handlers:
+                count, budget = _runs(files, quick, is_reference)
+                row = {
+                    "handler": name,
+                    "files": files,
+                    **measure(handler, event, count, budget, counter),
+                }
+                results["rows"].append(row)
+                log(
+                    f"pages: {name:13} {files or 'root'!s:>6} files: "
+                    f"p50 {row['p50'] * 1000:8.2f} ms  p99 {row['p99'] * 1000:8.2f} ms  "
+                    f"{row['calls']} calls  n={row['n']}"
+                )
+        aws_lambda.application = original  # type: ignore[method-assign]
+
+    def p50(handler: str, files: int) -> float:
+        return next(
+            r["p50"] for r in results["rows"] if r["handler"] == handler and r["files"] == files
+        )
+
+    results["speedup_1000"] = ratio(p50("reference-s3", 1_000), p50("ours-s3", 1_000))
+    results["speedups"] = {str(n): ratio(p50("reference-s3", n), p50("ours-s3", n)) for n in SIZES}
+    results["growth_s3"] = ratio(p50("ours-s3", 10_000), p50("ours-s3", 10))
+    results["growth_local"] = ratio(p50("ours-local", 10_000), p50("ours-local", 10))
+    return results

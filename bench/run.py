@@ -1,0 +1,104 @@
+"""Run the benchmark sections, keep their raw results, and write the page.
+
+python -m bench                      every section, then docs/benchmarks.md
+python -m bench --only pages,coldstart   some sections (the others keep their last results)
+python -m bench --quick              fewer repetitions (a smoke run, not for the page)
+python -m bench --report             only rewrite the page from docs/bench/results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .common import PLOTS, WORK, load_average, log, machine, moto_server, write_json
+
+SECTIONS = ("coldstart", "pages", "installs", "throughput", "indexer")
+RESULTS = PLOTS / "results.json"
+
+
+def _load() -> dict[str, Any]:
+    if RESULTS.exists():
+        data: dict[str, Any] = json.loads(RESULTS.read_text())
+        return data
+    return {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--only", default="", help="comma-separated sections: " + ",".join(SECTIONS)
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    parser.add_argument("--report", action="store_true", help="only rewrite the page")
+    args = parser.parse_args(argv)
+    wanted = [s for s in args.only.split(",") if s] or list(SECTIONS)
+    unknown = set(wanted) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+
+    from . import report
+
+    results = _load()
+    if args.report:
+        report.write(results)
+        return 0
+    WORK.mkdir(parents=True, exist_ok=True)
+    results["machine"] = machine()
+    results["quick"] = args.quick
+    started = time.perf_counter()
+
+    def record(section: str, data: dict[str, Any], seconds: float) -> None:
+        data["seconds"] = seconds
+        data["load_after"] = load_average()
+        data["quick"] = args.quick
+        data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        results[section] = data
+        write_json(RESULTS, results)
+        log(f"{section}: done in {seconds:.0f} s")
+
+    if "coldstart" in wanted or "pages" in wanted:
+        from . import coldstart, pages
+
+        with moto_server() as moto:
+            t = time.perf_counter()
+            setup = pages.populate(moto)
+            log(f"pages: stores filled in {time.perf_counter() - t:.0f} s")
+            if "coldstart" in wanted:
+                t = time.perf_counter()
+                data = coldstart.run(moto, args.quick)
+                record("coldstart", data, time.perf_counter() - t)
+            if "pages" in wanted:
+                t = time.perf_counter()
+                data = pages.run(moto, args.quick)
+                data["setup"] = setup
+                record("pages", data, time.perf_counter() - t)
+    if "installs" in wanted or "throughput" in wanted:
+        from . import corpus, installs, servers, throughput
+
+        t = time.perf_counter()
+        tree = corpus.prepare()
+        log(f"corpus: {tree.files} files ready in {time.perf_counter() - t:.0f} s")
+        stores = servers.prepare(tree)
+        if "installs" in wanted:
+            t = time.perf_counter()
+            data = installs.run(tree, args.quick, stores)
+            record("installs", data, time.perf_counter() - t)
+        if "throughput" in wanted:
+            t = time.perf_counter()
+            data = throughput.run(tree, args.quick, stores)
+            record("throughput", data, time.perf_counter() - t)
+    if "indexer" in wanted:
+        from . import indexer
+
+        t = time.perf_counter()
+        record("indexer", indexer.run(args.quick), time.perf_counter() - t)
+
+    results["total_seconds"] = time.perf_counter() - started
+    write_json(RESULTS, results)
+    report.write(results)
+    log(f"all done in {results['total_seconds']:.0f} s")
+    return 0

@@ -1,0 +1,102 @@
+"""The servers compared on the real tree, each a subprocess bound to 127.0.0.1.
+
+- ours: `serverless-pypi serve --store DIR` over files published with `serverless-pypi publish`
+- pypiserver: `pypi-server run` over a directory holding the same files (pypiserver 2, on
+  waitress, its automatic choice when waitress is installed; its cached backend, its
+  automatic choice when watchdog is installed; `--cache-control` on downloads, as its
+  documentation advises for pip's cache)
+- static: pre-rendered pages from memory on the same WSGI server (the floor; throughput only)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .common import BIN, ROOT, WORK, Server, clean_env, free_port, log, start_server
+from .corpus import Tree
+
+STORES = WORK / "stores"
+
+
+@dataclass(frozen=True)
+class Stores:
+    ours: Path
+    pypiserver: Path
+    pages: Path  # our pre-rendered pages (gzip JSON), for the static floor
+    publish_seconds: float
+
+
+def prepare(tree: Tree) -> Stores:
+    """Publish the tree into our store and lay the same files out for pypiserver."""
+    ours, theirs = STORES / "ours", STORES / "pypiserver"
+    shutil.rmtree(STORES, ignore_errors=True)
+    theirs.mkdir(parents=True)
+    for path in sorted(tree.directory.iterdir()):
+        os.link(path, theirs / path.name)
+    files = sorted(str(p) for p in tree.directory.iterdir())
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(BIN / "serverless-pypi"), "publish", "--store", str(ours), *files],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"serverless-pypi publish failed:\n{done.stdout}\n{done.stderr}")
+    log(f"stores: published {len(files)} files in {seconds:.1f} s")
+    return Stores(ours, theirs, ours / ".serverless-pypi" / "pages", seconds)
+
+
+def start(kind: str, stores: Stores, probe: str) -> Server:
+    """Start one server; `probe` is a project name that must answer 200."""
+    port = free_port()
+    logs = WORK / "logs" / f"{kind}-{port}.log"
+    if kind == "ours":
+        argv = [
+            str(BIN / "serverless-pypi"),
+            "serve",
+            "--store",
+            str(stores.ours),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+    elif kind in ("pypiserver", "pypiserver-simple-dir"):
+        backend = "simple-dir" if kind == "pypiserver-simple-dir" else "auto"
+        argv = [
+            str(BIN / "pypi-server"),
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend",
+            backend,
+            "--disable-fallback",
+            "--cache-control",
+            "31536000",
+            str(stores.pypiserver),
+        ]
+    elif kind == "static":
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.staticserver",
+            "--port",
+            str(port),
+            "--pages",
+            str(stores.pages),
+        ]
+    else:
+        raise ValueError(kind)
+    env = clean_env(PYTHONPATH=str(ROOT))
+    return start_server(kind, argv, port, "/simple/", logs, env, ready=f"/simple/{probe}/")

@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""Build `dist/lambda.zip`, the code of both Lambda functions (`make lambda`).
+
+The zip holds the `serverless_pypi` package and the runtime dependencies the AWS Lambda
+Python 3.13 runtime lacks, pinned with hashes in `scripts/lambda-requirements.txt`; boto3 and
+its own dependencies are part of the runtime and stay out.
+
+Reproducible: the same sources and lock give the same bytes. Entries are sorted, every entry
+has the same timestamp (1980-01-01, or SOURCE_DATE_EPOCH when set) and mode 0644, nothing is
+read from the file system's metadata, and only what runs is kept: no `__pycache__`, no
+`RECORD`/`INSTALLER`/`WHEEL` files (each dependency keeps its METADATA and license files).
+
+Wheels are downloaded once into a cache folder (verified against the lock's hashes) and then
+installed from there with no network access.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "serverless_pypi"
+DEFAULT_SOURCE = ROOT / "src" / PACKAGE
+DEFAULT_OUTPUT = ROOT / "dist" / "lambda.zip"
+DEFAULT_CACHE = ROOT / "build" / "lambda-wheels"
+LOCK = ROOT / "scripts" / "lambda-requirements.txt"
+PYPROJECT = ROOT / "pyproject.toml"
+
+#: the Lambda target: runtime python3.13 on arm64 (Graviton)
+PYTHON_VERSION = "3.13"
+PLATFORM = "manylinux2014_aarch64"
+#: distributions the AWS Lambda Python runtime already has (boto3 and what it depends on)
+RUNTIME_PROVIDED = frozenset(
+    canonicalize_name(n)
+    for n in ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six")
+)
+#: PEP 508 marker environment of the Lambda runtime, to evaluate dependency markers
+LAMBDA_MARKERS = {
+    "implementation_name": "cpython",
+    "platform_machine": "aarch64",
+    "platform_python_implementation": "CPython",
+    "platform_system": "Linux",
+    "python_full_version": f"{PYTHON_VERSION}.0",
+    "python_version": PYTHON_VERSION,
+    "sys_platform": "linux",
+    "os_name": "posix",
+    "extra": "",
+}
+#: 1980-01-01 00:00:00 is the earliest time a zip entry can carry
+ZIP_EPOCH = 315532800
+FILE_MODE = 0o644
+#: of a dependency's dist-info folder, only these are kept (PEP 639 license files and METADATA)
+_KEPT_DIST_INFO = ("METADATA", "LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
+
+
+class BuildError(Exception):
+    """The zip cannot be built as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: NormalizedName
+    version: str
+    sha256: frozenset[str]
+    line: str
+
+
+def read_lock(path: Path = LOCK) -> list[Pin]:
+    """The pinned requirements: `name==version --hash=sha256:...` lines."""
+    pins = []
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        spec, *options = line.split()
+        hashes = frozenset(
+            o.removeprefix("--hash=sha256:") for o in options if o.startswith("--hash=sha256:")
+        )
+        req = Requirement(spec)
+        specs = list(req.specifier)
+        if len(specs) != 1 or specs[0].operator != "==" or not hashes:
+            raise BuildError(f"{path.name}: {line!r} must be NAME==VERSION --hash=sha256:HEX")
+        pins.append(Pin(canonicalize_name(req.name), specs[0].version, hashes, line))
+    return pins
+
+
+def _runtime_requirements(requirements: Iterable[str]) -> set[NormalizedName]:
+    names = set()
+    for text in requirements:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate(LAMBDA_MARKERS):
+            names.add(canonicalize_name(req.name))
+    return names
+
+
+def check_lock(pins: list[Pin], pyproject: Path = PYPROJECT) -> None:
+    """The lock bundles exactly what the package needs at run time beyond the runtime's own."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    needed = _runtime_requirements(project.get("dependencies", [])) - RUNTIME_PROVIDED
+    locked = {p.name for p in pins}
+    if missing := needed - locked:
+        raise BuildError(
+            f"pyproject.toml depends on {sorted(missing)}, which {LOCK.name} does not pin"
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _pip(*args: str) -> None:
+    # --isolated: no user or site pip configuration, so every machine resolves the same way
+    command = [sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check", *args]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BuildError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
+
+
+def _target_options() -> list[str]:
+    return [
+        "--no-deps",
+        "--require-hashes",
+        "--only-binary=:all:",
+        f"--platform={PLATFORM}",
+        f"--python-version={PYTHON_VERSION}",
+        "--implementation=cp",
+        f"--abi=cp{PYTHON_VERSION.replace('.', '')}",
+        "--abi=abi3",
+        "--abi=none",
+    ]
+
+
+def fetch_wheels(pins: list[Pin], cache: Path) -> None:
+    """Download the pinned wheels into `cache` unless they are there already."""
+    cache.mkdir(parents=True, exist_ok=True)
+    present = {_sha256(p) for p in cache.glob("*.whl")}
+    if all(pin.sha256 & present for pin in pins):
+        return
+    _pip("download", "--dest", str(cache), "--requirement", str(LOCK), *_target_options())
+
+
+def install(pins: list[Pin], cache: Path, target: Path) -> None:
+    """Install the pinned wheels from the cache into `target`, without the network."""
+    fetch_wheels(pins, cache)
+    _pip(
+        "install",
+        "--no-index",
+        f"--find-links={cache}",
+        f"--target={target}",
+        "--no-compile",
+        "--requirement",
+        str(LOCK),
+        *_target_options(),
+    )
+    # what the pinned distributions need must be pinned too, or be part of the runtime
+    locked = {p.name for p in pins}
+    for metadata in sorted(target.glob("*.dist-info/METADATA")):
+        requires = [
+            line.partition(":")[2].strip()
+            for line in metadata.read_text(encoding="utf-8").splitlines()
+            if line.startswith("Requires-Dist:")
+        ]
+        if missing := _runtime_requirements(requires) - locked - RUNTIME_PROVIDED:
+            raise BuildError(
+                f"{metadata.parent.name} needs {sorted(missing)}, which {LOCK.name} does not pin"
+            )
+
+
+def _kept(relative: Path) -> bool:
+    parts = relative.parts
+    if "__pycache__" in parts or relative.suffix in {".pyc", ".pyo"}:
+        return False
+    if any(part.startswith(".") for part in parts):
+        return False  # editor and OS droppings (.DS_Store, .*.swp)
+    if parts[0] == "bin":
+        return False  # console scripts: nothing runs them on Lambda
+    if parts[0].endswith(".dist-info"):
+        return len(parts) > 1 and (
+            parts[1] == "licenses" or parts[1].upper().startswith(_KEPT_DIST_INFO)
+        )
+    return True
+
+
+def collect(source: Path, site: Path) -> dict[str, Path]:
+    """Archive name -> file, for the package and the installed dependencies."""
+    entries: dict[str, Path] = {}
+    for base, prefix in ((source, f"{PACKAGE}/"), (site, "")):
+        for path in sorted(base.rglob("*")):
+            relative = path.relative_to(base)
+            if path.is_file() and _kept(relative):
+                name = prefix + relative.as_posix()
+                if name in entries:
+                    raise BuildError(f"{name} comes from two places")
+                entries[name] = path
+    if f"{PACKAGE}/__init__.py" not in entries:
+        raise BuildError(f"{source} is not the {PACKAGE} package")
+    return entries
+
+
+def _timestamp() -> tuple[int, int, int, int, int, int]:
+    epoch = max(int(os.environ.get("SOURCE_DATE_EPOCH", ZIP_EPOCH)), ZIP_EPOCH)
+    return time.gmtime(epoch)[:6]
+
+
+def write_zip(entries: dict[str, Path], output: Path) -> None:
+    """Write the entries sorted, with one timestamp and one mode, atomically."""
+    stamp = _timestamp()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    with zipfile.ZipFile(partial, "w") as archive:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # Unix, so that external_attr carries the mode
+            info.external_attr = (0o100000 | FILE_MODE) << 16
+            archive.writestr(info, entries[name].read_bytes(), compresslevel=9)
+    partial.replace(output)
+
+
+def build(
+    output: Path = DEFAULT_OUTPUT, source: Path = DEFAULT_SOURCE, cache: Path = DEFAULT_CACHE
+) -> Path:
+    pins = read_lock()
+    check_lock(pins)
+    with tempfile.TemporaryDirectory(prefix="lambda-site-") as site:
+        install(pins, cache, Path(site))
+        write_zip(collect(source, Path(site)), output)
+    return output
+
+
+def _listing(path: Path) -> Iterator[str]:
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            yield info.filename
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the zip to write")
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="the package folder")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="downloaded wheels")
+    args = parser.parse_args(argv)
+    try:
+        output = build(args.output, args.source, args.cache)
+    except BuildError as e:
+        print(f"build_lambda: {e}", file=sys.stderr)
+        return 1
+    count = sum(1 for _ in _listing(output))
+    size = output.stat().st_size
+    print(f"{output}: {count} files, {size / 1024:.0f} KiB, sha256 {_sha256(output)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Curation: yank, unyank and remove published files.
+
+Every change goes through `Catalog.update_project` (a compare-and-swap on the project's
+manifest, then the pages are re-rendered), so the pages show it at once: a yanked file stays
+listed with PEP 592 `data-yanked` (HTML) and `yanked` (PEP 691 JSON), which makes pip and uv
+skip it unless a requirement pins its version with `==` or `===`; a removed file disappears
+with its core metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from packaging.version import InvalidVersion, Version
+
+from .catalog import Catalog
+from .core.model import ProjectIndex
+from .core.names import (
+    InvalidFilename,
+    InvalidProjectName,
+    NormalizedName,
+    normalize_project_name,
+    parse_distribution_filename,
+)
+
+__all__ = ["CurationError", "Target", "remove", "resolve", "unyank", "yank"]
+
+log = logging.getLogger(__name__)
+
+
+class CurationError(ValueError):
+    """The project, version or file does not exist; the message says what to check."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A project and the files one command acts on."""
+
+    project: NormalizedName
+    filenames: tuple[str, ...]
+
+
+def _project(name: str) -> NormalizedName:
+    try:
+        return normalize_project_name(name)
+    except InvalidProjectName as e:
+        raise CurationError(str(e)) from None
+
+
+def _matching(index: ProjectIndex, version_or_file: str) -> list[str]:
+    """The files a version (PEP 440 equality: 1.0 == 1.0.0) or a file name names."""
+    if version_or_file in index.files:
+        return [version_or_file]
+    try:
+        wanted = Version(version_or_file)
+    except InvalidVersion:
+        return []
+    found = []
+    for filename in index.files:
+        try:
+            if parse_distribution_filename(filename).version == wanted:
+                found.append(filename)
+        except (InvalidFilename, InvalidVersion):
+            continue
+    return sorted(found)
+
+
+def resolve(catalog: Catalog, project: str, version_or_file: str) -> Target:
+    """The files of `project` that a version or a file name designates (CurationError if none)."""
+    name = _project(project)
+    index, etag = catalog.read_project(name)
+    if etag is None or not index.files:
+        raise CurationError(
+            f"The index lists no files for project {name!r}. If its files are in the store "
+            "but were never indexed, run `serverless-pypi reindex` first."
+        )
+    files = _matching(index, version_or_file)
+    if not files:
+        versions = ", ".join(index.versions()) or "none"
+        raise CurationError(
+            f"Project {name!r} has no version or file {version_or_file!r} (versions: {versions})."
+        )
+    return Target(name, tuple(files))
+
+
+def _set_yanked(
+    catalog: Catalog, project: str, version_or_file: str, yanked: str | None
+) -> list[str]:
+    target = resolve(catalog, project, version_or_file)
+    changed: list[str] = []
+
+    def change(index: ProjectIndex) -> bool:
+        changed.clear()
+        for filename in target.filenames:
+            record = index.files.get(filename)
+            if record is not None and record.yanked != yanked:
+                index.files[filename] = record.with_changes(yanked=yanked)
+                changed.append(filename)
+        return bool(changed)
+
+    catalog.update_project(target.project, change)
+    return sorted(changed)
+
+
+def yank(catalog: Catalog, project: str, version_or_file: str, reason: str = "") -> list[str]:
+    """Mark files yanked (PEP 592), with an optional reason; returns the files that changed."""
+    # PEP 592: the reason is free text; keep it one line so every page renders it plainly
+    return _set_yanked(catalog, project, version_or_file, " ".join(reason.split()))
+
+
+def unyank(catalog: Catalog, project: str, version_or_file: str) -> list[str]:
+    """Clear the yank mark of files; returns the files that changed."""
+    return _set_yanked(catalog, project, version_or_file, None)
+
+
+def remove(catalog: Catalog, project: str, version_or_file: str) -> list[str]:
+    """Delete files: their records (pages change at once), core metadata and bytes.
+
+    The record goes first, so no page ever lists a file whose bytes are gone; after the bytes
+    are deleted the record is dropped once more, in case an indexer re-listed the file from
+    the store in between.
+    """
+    target = resolve(catalog, project, version_or_file)
+    keys: dict[str, str] = {}
+
+    def drop(index: ProjectIndex) -> bool:
+        keys.clear()  # this attempt's manifest decides
+        for filename in target.filenames:
+            record = index.files.pop(filename, None)
+            if record is not None:
+                keys[filename] = record.key
+        return bool(keys)
+
+    catalog.update_project(target.project, drop)
+    for filename, key in sorted(keys.items()):
+        catalog.delete_metadata(target.project, filename)
+        catalog.store.delete(key)
+        log.info("removed %s", key)
+    # a reindex racing with us may have listed a file again from the bytes just deleted
+    catalog.update_project(target.project, lambda index: _forget(index, keys))
+    return sorted(keys)
+
+
+def _forget(index: ProjectIndex, keys: dict[str, str]) -> bool:
+    stale = [f for f, key in keys.items() if f in index.files and index.files[f].key == key]
+    for filename in stale:
+        del index.files[filename]
+    return bool(stale)

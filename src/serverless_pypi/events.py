@@ -1,0 +1,116 @@
+"""What an indexer invocation asks for: the S3 keys it names, or a full reindex.
+
+Accepted shapes (all may arrive duplicated, late or out of order; the indexer looks at the
+store, not at the event, so that is harmless):
+- EventBridge "Object Created" / "Object Deleted" events from S3, whole or only their `detail`
+  (the reference module's rule passes `input_path = "$.detail"`);
+- S3 event notifications (`Records` with `s3`), direct, wrapped in SNS, or in SQS messages
+  (whose bodies hold any of these shapes), in batches;
+- a scheduled EventBridge event, or `{"reindex": "full"}`: a full reindex.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote_plus
+
+__all__ = ["Invocation", "Message", "parse_invocation"]
+
+
+@dataclass(slots=True)
+class Message:
+    """One retryable unit: an SQS message (with its id), or the whole event."""
+
+    message_id: str | None
+    keys: list[str] = field(default_factory=list)
+    full_reindex: bool = False
+    #: why parts of the message were ignored (other bucket, test events, unknown shapes)
+    ignored: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Invocation:
+    messages: list[Message]
+
+    @property
+    def from_sqs(self) -> bool:
+        return any(m.message_id is not None for m in self.messages)
+
+
+def _collect(payload: Any, bucket: str, prefix: str, message: Message) -> None:
+    """Add the keys (or the full-reindex request) found in `payload` to `message`."""
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            message.ignored.append("a message body that is not JSON")
+            return
+    if not isinstance(payload, dict):
+        message.ignored.append("an event that is not a JSON object")
+        return
+    if payload.get("reindex") == "full" or payload.get("detail-type") == "Scheduled Event":
+        message.full_reindex = True
+        return
+    if "Records" in payload and isinstance(payload["Records"], list):
+        for record in payload["Records"]:
+            if not isinstance(record, dict):
+                continue
+            if "Sns" in record:  # SNS delivers the S3 notification as a JSON string
+                _collect(record["Sns"].get("Message", ""), bucket, prefix, message)
+            elif "s3" in record:
+                s3 = record["s3"]
+                # S3 notifications URL-encode keys (spaces as "+")
+                key = unquote_plus(str(s3.get("object", {}).get("key", "")))
+                _add_key(s3.get("bucket", {}).get("name"), key, bucket, prefix, message)
+            elif "body" in record:
+                _collect(record["body"], bucket, prefix, message)
+        return
+    if payload.get("Type") == "Notification" and "Message" in payload:  # SNS envelope in SQS
+        _collect(payload["Message"], bucket, prefix, message)
+        return
+    if payload.get("Event") == "s3:TestEvent":
+        message.ignored.append("an S3 test event")
+        return
+    detail = payload.get("detail", payload)  # EventBridge event, or its detail alone
+    if isinstance(detail, dict) and isinstance(detail.get("object"), dict):
+        key = str(detail["object"].get("key", ""))
+        name = (detail.get("bucket") or {}).get("name")
+        _add_key(name, key, bucket, prefix, message)
+        # EventBridge documents keys as they are, but reports disagree about special
+        # characters ("+" in local versions): look at the URL-decoded key too. The indexer
+        # reads the store's state for each, so the wrong candidate is a harmless no-op.
+        if unquote_plus(key) != key:
+            _add_key(name, unquote_plus(key), bucket, prefix, message)
+        return
+    message.ignored.append(f"an event of unknown shape (keys: {sorted(payload)[:8]})")
+
+
+def _add_key(event_bucket: object, key: str, bucket: str, prefix: str, message: Message) -> None:
+    if event_bucket not in (None, bucket):
+        message.ignored.append(f"an event for another bucket ({event_bucket!r})")
+        return
+    if not key.startswith(prefix):
+        message.ignored.append(f"a key outside the prefix {prefix!r}")
+        return
+    relative = key[len(prefix) :]
+    if relative and relative not in message.keys:
+        message.keys.append(relative)
+
+
+def parse_invocation(event: Any, bucket: str, prefix: str = "") -> Invocation:
+    """Split an indexer invocation into messages (SQS batches keep one per message)."""
+    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    if isinstance(event, dict) and isinstance(event.get("Records"), list):
+        records = event["Records"]
+        if records and all(isinstance(r, dict) and "messageId" in r for r in records):
+            messages = []
+            for record in records:
+                message = Message(str(record["messageId"]))
+                _collect(record.get("body", ""), bucket, prefix, message)
+                messages.append(message)
+            return Invocation(messages)
+    message = Message(None)
+    _collect(event, bucket, prefix, message)
+    return Invocation([message])

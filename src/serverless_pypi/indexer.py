@@ -1,0 +1,418 @@
+"""Keeping derived data current: one key at a time (events) or the whole store (reindex).
+
+Both paths are level-triggered: an event only names a key, and the indexer looks at what the
+store holds *now*. Duplicated, reordered, late or stale events therefore converge on what a
+full reindex writes. Every change to a manifest goes through `Catalog.update_project`
+(compare-and-swap), and merges with what is there: a record is replaced only by a record of
+the bytes the store holds, and dropped only when its object is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Literal
+
+from . import layout
+from .catalog import Catalog
+from .core.http import compress
+from .core.model import FileRecord, ProjectIndex, format_upload_time
+from .core.names import (
+    Distribution,
+    InvalidFilename,
+    NormalizedName,
+    is_valid_project_name,
+    normalize_project_name,
+    parse_distribution_filename,
+)
+from .core.render import project_page, render_html, render_json
+from .derive import derive_from_store, record_for
+from .storage import NotFound, ObjectInfo, PreconditionFailed, Store
+
+__all__ = ["Indexer", "Outcome", "Report", "classify_key"]
+
+log = logging.getLogger(__name__)
+
+_MAX_ROUNDS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    key: str
+    action: Literal["indexed", "removed", "unchanged", "skipped"]
+    reason: str = ""
+
+
+def classify_key(key: str) -> tuple[NormalizedName, Distribution] | str:
+    """The project and distribution a key holds, or why it is not indexed."""
+    if layout.is_derived(key):
+        return "derived data written by the index itself"
+    split = layout.split_key(key)
+    if split is None:
+        return "not a <project>/<file> key one level deep"
+    folder, filename = split
+    if not is_valid_project_name(folder):
+        return f"folder {folder!r} is not a valid project name"
+    try:
+        dist = parse_distribution_filename(filename)
+    except InvalidFilename as e:
+        return str(e)
+    name = normalize_project_name(folder)
+    if dist.project != name:
+        return f"the file names project {dist.project!r} but lies in folder {folder!r}"
+    return name, dist
+
+
+def _merge(current: FileRecord | None, record: FileRecord) -> FileRecord:
+    """`record` with what only the index knows: yank state, and the first upload time."""
+    if current is None:
+        return record
+    changes: dict[str, object] = {"yanked": current.yanked}
+    if current.sha256 == record.sha256:
+        changes["upload_time"] = current.upload_time
+    return record.with_changes(**changes)
+
+
+@dataclass
+class Report:
+    """What a full reindex found (and, unless checking, fixed)."""
+
+    projects: int = 0
+    files: int = 0
+    indexed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    stale_pages: list[str] = field(default_factory=list)
+    root_changed: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def drift(self) -> bool:
+        return bool(
+            self.indexed or self.removed or self.orphans or self.stale_pages or self.root_changed
+        )
+
+    def add(self, other: Report) -> None:
+        with self._lock:
+            self.projects += other.projects
+            self.files += other.files
+            self.indexed += other.indexed
+            self.removed += other.removed
+            self.skipped += other.skipped
+            self.orphans += other.orphans
+            self.stale_pages += other.stale_pages
+
+
+class Indexer:
+    def __init__(self, store: Store, *, workers: int = 8) -> None:
+        self.store = store
+        self.catalog = Catalog(store)
+        self.workers = max(1, workers)
+
+    # -- one key (events) -----------------------------------------------------------------
+    def index_key(self, key: str) -> Outcome:
+        """Bring the derived data of one key in line with the store."""
+        classified = classify_key(key)
+        if isinstance(classified, str):
+            if not layout.is_derived(key):
+                log.warning("skipped %r: %s", key, classified)
+            return Outcome(key, "skipped", classified)
+        name, dist = classified
+        for _ in range(_MAX_ROUNDS):
+            try:
+                info: ObjectInfo | None = self.store.head(key)
+            except NotFound:
+                info = None
+            if info is None:
+                outcome = self._remove(name, dist.filename, key)
+            else:
+                try:
+                    outcome = self._index(name, dist, info)
+                except PreconditionFailed:
+                    continue  # the object changed while we read it: look again
+            # the object may have changed while we worked: done only if it still matches
+            try:
+                now: str | None = self.store.head(key).etag
+            except NotFound:
+                now = None
+            if now == (info.etag if info else None):
+                return outcome
+        return Outcome(key, "skipped", "the object kept changing; the next event or reindex will")
+
+    def _remove(self, name: NormalizedName, filename: str, key: str) -> Outcome:
+        removed = False
+
+        def drop(project: ProjectIndex) -> bool:
+            nonlocal removed
+            current = project.files.get(filename)
+            removed = current is not None and current.key == key
+            if removed:
+                del project.files[filename]
+            return removed
+
+        self.catalog.update_project(name, drop)
+        if removed:
+            self.catalog.delete_metadata(name, filename)
+            return Outcome(key, "removed")
+        return Outcome(key, "unchanged", "no such object and no record of it")
+
+    def _index(self, name: NormalizedName, dist: Distribution, info: ObjectInfo) -> Outcome:
+        index, _ = self.catalog.read_project(name)
+        current = index.files.get(dist.filename)
+        if current is not None and current.key != info.key:
+            # the same file name in two folders of one project: the listed one stays
+            if self._exists(current.key):
+                reason = f"duplicate of {current.key!r}, which the index already lists"
+                log.warning("skipped %r: %s", info.key, reason)
+                return Outcome(info.key, "skipped", reason)
+        elif current is not None and current.etag == info.etag and current.sha256:
+            return Outcome(info.key, "unchanged")
+        record = self._derive(name, dist, info)
+
+        def put(project: ProjectIndex) -> bool:
+            existing = project.files.get(dist.filename)
+            merged = _merge(existing, record)
+            if existing == merged:
+                return False
+            project.files[dist.filename] = merged
+            return True
+
+        self.catalog.update_project(name, put)
+        if record.problem:
+            return Outcome(info.key, "skipped", record.problem)
+        return Outcome(info.key, "indexed")
+
+    def _derive(self, name: NormalizedName, dist: Distribution, info: ObjectInfo) -> FileRecord:
+        """Hash and inspect the object, and store its core metadata file (or drop a stale one)."""
+        derived = derive_from_store(self.catalog, info, dist)
+        if derived.problem:
+            log.warning("not serving %r: %s", info.key, derived.problem)
+        elif derived.inspection.note:
+            log.info("listing %r without core metadata: %s", info.key, derived.inspection.note)
+        metadata = derived.inspection.metadata
+        if metadata is not None:
+            self.catalog.write_metadata(name, dist.filename, metadata)
+        else:
+            self.catalog.delete_metadata(name, dist.filename)
+        return record_for(info, derived, format_upload_time(info.last_modified))
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.store.head(key)
+        except NotFound:
+            return False
+        return True
+
+    # -- the whole store ------------------------------------------------------------------
+    def reindex(
+        self, *, check: bool = False, progress: Callable[[int], None] | None = None
+    ) -> Report:
+        """Rebuild (or, with `check`, only compare) every project's derived data.
+
+        Memory stays bounded: projects are processed a few at a time, each from its own
+        listing, and no file's bytes are held beyond the one being hashed.
+        """
+        report = Report()
+        folders = self.catalog.project_folders()
+        names = set(folders) | self._manifest_names()
+        listed: set[str] = set()
+        listed_lock = threading.Lock()
+        metadata = self._metadata_by_project()
+        pending: list[Future[None]] = []
+        limit = threading.BoundedSemaphore(self.workers * 2)
+
+        def work(name: NormalizedName, metadata_keys: list[str]) -> None:
+            try:
+                project_report, has_files = self._reindex_project(
+                    name, folders.get(name, []), metadata_keys, check=check
+                )
+                report.add(project_report)
+                if has_files:
+                    with listed_lock:
+                        listed.add(name)
+                if progress is not None:
+                    progress(1)
+            finally:
+                limit.release()
+
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            for name in sorted(names | set(metadata), key=lambda n: n + "/"):
+                limit.acquire()
+                pending.append(pool.submit(work, name, metadata.get(name, [])))
+                for future in [f for f in pending if f.done()]:
+                    future.result()  # a failed project stops the reindex with its error
+                pending = [f for f in pending if not f.done()]
+        for future in pending:
+            future.result()
+        current, etag = self.catalog.read_project_names()
+        report.root_changed = etag is None or current != listed
+        if not check:
+            self.catalog.write_root(listed)
+        return report
+
+    def _manifest_names(self) -> set[NormalizedName]:
+        names: set[NormalizedName] = set()
+        prefix = layout.manifest_key(NormalizedName("")).removesuffix(".json")
+        for info in self.store.list(prefix):
+            stem = info.key.removeprefix(prefix).removesuffix(".json")
+            if is_valid_project_name(stem):
+                names.add(normalize_project_name(stem))
+        return names
+
+    def _metadata_by_project(self) -> dict[NormalizedName, list[str]]:
+        """Core metadata files by project (key names only: small even at 100,000 files)."""
+        found: dict[NormalizedName, list[str]] = {}
+        prefix = layout.metadata_prefix(NormalizedName("")).removesuffix("/")
+        for info in self.store.list(prefix):
+            project, _, rest = info.key.removeprefix(prefix).partition("/")
+            if rest and is_valid_project_name(project):
+                found.setdefault(normalize_project_name(project), []).append(info.key)
+        return found
+
+    def _listing(
+        self, name: NormalizedName, folders: Iterable[str], current: ProjectIndex, report: Report
+    ) -> dict[str, tuple[ObjectInfo, Distribution]]:
+        """The project's distributions in the store, by file name.
+
+        A file name in two folders of one project is listed once: from the folder the index
+        already lists it from, else from the first folder in key order (as `index_key` does).
+        """
+        found: dict[str, list[tuple[ObjectInfo, Distribution]]] = {}
+        for folder in sorted(folders):
+            for info in self.store.list(folder + "/"):
+                classified = classify_key(info.key)
+                if isinstance(classified, str):
+                    report.skipped.append((info.key, classified))
+                    log.warning("skipped %r: %s", info.key, classified)
+                    continue
+                found.setdefault(classified[1].filename, []).append((info, classified[1]))
+        chosen: dict[str, tuple[ObjectInfo, Distribution]] = {}
+        for filename, candidates in found.items():
+            listed = current.files.get(filename)
+            keep = next((c for c in candidates if listed and c[0].key == listed.key), candidates[0])
+            chosen[filename] = keep
+            for info, _ in candidates:
+                if info is not keep[0]:
+                    report.skipped.append((info.key, f"duplicate of {keep[0].key!r}"))
+        return chosen
+
+    def _reindex_project(
+        self,
+        name: NormalizedName,
+        folders: list[str],
+        metadata_keys: list[str],
+        *,
+        check: bool,
+    ) -> tuple[Report, bool]:
+        report = Report(projects=1)
+        index, _ = self.catalog.read_project(name)
+        listing = self._listing(name, folders, index, report)
+        report.files = len(listing)
+        fresh: dict[str, FileRecord] = {}
+        have_metadata = set(metadata_keys)
+        for filename, (info, dist) in listing.items():
+            current = index.files.get(filename)
+            if (
+                current is not None
+                and current.key == info.key
+                and current.etag == info.etag
+                and current.sha256
+                # a record that promises a metadata file the store lost is rebuilt
+                and (
+                    not current.metadata_sha256
+                    or layout.metadata_key(name, filename) in have_metadata
+                )
+            ):
+                if current.problem:
+                    report.skipped.append((info.key, current.problem))
+                continue
+            report.indexed.append(info.key)
+            if not check:
+                try:
+                    fresh[filename] = self._derive(name, dist, info)
+                    if fresh[filename].problem:
+                        report.skipped.append((info.key, str(fresh[filename].problem)))
+                except PreconditionFailed:
+                    # replaced while we hashed it: its own event will index the new bytes
+                    report.indexed.remove(info.key)
+                except NotFound:
+                    report.indexed.remove(info.key)
+        stale = {
+            filename: record.key
+            for filename, record in index.files.items()
+            if filename not in listing and not self._exists(record.key)
+        }
+        report.removed += list(stale.values())
+        if not check and (fresh or stale):
+            self.catalog.update_project(name, _reconcile(self.store, fresh, stale))
+        index, _ = self.catalog.read_project(name)
+        wanted = {
+            layout.metadata_key(name, r.filename) for r in index.files.values() if r.metadata_sha256
+        }
+        orphans = [key for key in metadata_keys if key not in wanted]
+        report.orphans += orphans
+        if not check:
+            for key in orphans:
+                self.store.delete(key)
+        if self._pages_stale(index):
+            report.stale_pages.append(name)
+            if not check:
+                self.catalog.refresh_pages(name)
+        return report, bool(index.served() or (check and listing))
+
+    def _pages_stale(self, index: ProjectIndex) -> bool:
+        page = project_page(index) if index.served() else None
+        for is_json in (True, False):
+            key = layout.page_key(index.name, json=is_json)
+            try:
+                stored: bytes | None = self.store.get(key).data
+            except NotFound:
+                stored = None
+            if page is None:
+                if stored is not None:
+                    return True
+                continue
+            body = render_json(page) if is_json else render_html(page)
+            if stored != compress(body):
+                return True
+        return False
+
+
+def _reconcile(
+    store: Store, fresh: dict[str, FileRecord], stale: dict[str, str]
+) -> Callable[[ProjectIndex], bool]:
+    """A manifest change that applies a reindex without undoing concurrent updates."""
+
+    def etag_now(key: str) -> str | None:
+        try:
+            return store.head(key).etag
+        except NotFound:
+            return None
+
+    def change(project: ProjectIndex) -> bool:
+        changed = False
+        for filename, record in fresh.items():
+            current = project.files.get(filename)
+            if (
+                current is not None
+                and current.etag != record.etag
+                and current.key == record.key
+                and etag_now(record.key) != record.etag
+            ):
+                continue  # somebody indexed newer bytes than ours
+            merged = _merge(current, record)
+            if merged != current:
+                project.files[filename] = merged
+                changed = True
+        for filename, key in stale.items():
+            current = project.files.get(filename)
+            if current is not None and current.key == key and etag_now(key) is None:
+                del project.files[filename]
+                changed = True
+        return changed
+
+    return change

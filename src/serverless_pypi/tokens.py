@@ -1,0 +1,352 @@
+"""API tokens: created and revoked with the CLI, checked by the server on every request.
+
+A token is `spypi_<id>_<secret>`: 16 hex digits that name it and 256 random bits. The store
+keeps only its SHA-256 (a fast hash suffices for 256 random bits, as for GitHub's tokens) in
+one JSON document under `layout.TOKENS`, changed by compare-and-swap like the catalog's
+documents, so two administrators never lose each other's changes. Presented tokens are
+compared with `hmac.compare_digest`, in constant time.
+
+Each token has a scope (`read`, or `write`, which also reads), optional project glob patterns
+(matched against normalized names) and an optional expiry. The server reads the document
+through `TokenCache`, which keeps it for a few seconds and revalidates with a conditional read.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from . import layout
+from .storage import NotFound, NotModified, PreconditionFailed, Store, StoreError
+
+__all__ = [
+    "SCOPES",
+    "TOKEN_PREFIX",
+    "TokenCache",
+    "TokenError",
+    "TokenRecord",
+    "TokenStore",
+    "parse_expiry",
+]
+
+Scope = Literal["read", "write"]
+SCOPES: tuple[Scope, ...] = ("read", "write")
+TOKEN_PREFIX = "spypi_"  # noqa: S105 (a prefix, not a secret)
+FORMAT_VERSION = 1
+#: how long the server trusts its copy of the token list (revocations take this long)
+CACHE_TTL = 15.0
+
+_ID = re.compile(r"^[0-9a-f]{16}$")
+_PATTERN = re.compile(r"^[A-Za-z0-9._\-*?\[\]!]{1,200}$")
+_DURATION = re.compile(r"^(\d{1,6})\s*([mhdwy])$")
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_MAX_ATTEMPTS = 30
+# compared against when no token has the presented id, so a miss costs as much as a hit
+_DUMMY_HASH = hashlib.sha256(b"no such token").hexdigest()
+
+
+class TokenError(ValueError):
+    """A token request that cannot be honoured; the message says why."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_iso(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_expiry(text: str, now: datetime | None = None) -> datetime:
+    """`30d`, `12h`, `90m`, `2w`, `1y`, or an ISO 8601 date or time (UTC unless it says)."""
+    now = now or _now()
+    raw = text.strip().lower()
+    match = _DURATION.match(raw)
+    if match:
+        seconds = int(match.group(1)) * _UNITS[match.group(2)]
+        if seconds <= 0:
+            raise TokenError(f"--expires {text!r}: the duration must be positive")
+        return now + timedelta(seconds=seconds)
+    try:
+        moment = _parse_iso(text.strip())
+    except ValueError:
+        raise TokenError(
+            f"--expires {text!r}: use a duration such as 90m, 12h, 30d, 2w, 1y "
+            "or a date such as 2030-01-31"
+        ) from None
+    if moment <= now:
+        raise TokenError(f"--expires {text!r} is in the past")
+    return moment
+
+
+def normalize_pattern(pattern: str) -> str:
+    """A project glob in the normalized form of names (PEP 503), wildcards kept."""
+    if not _PATTERN.match(pattern):
+        raise TokenError(
+            f"project pattern {pattern!r}: use a project name or a glob of letters, digits, "
+            "'.', '_', '-' and the wildcards * ? [...]"
+        )
+    return re.sub(r"[-_.]+", "-", pattern).lower()
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    """`(id, secret)` of a well-formed token, else None."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    token_id, sep, secret = token.removeprefix(TOKEN_PREFIX).partition("_")
+    if not sep or not _ID.match(token_id) or not secret:
+        return None
+    return token_id, secret
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """What the store keeps of a token: never the token itself."""
+
+    id: str
+    hash: str
+    scope: Scope
+    created: str
+    #: normalized glob patterns; empty means every project
+    projects: tuple[str, ...] = ()
+    expires: str | None = None
+    description: str = ""
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires is not None and _parse_iso(self.expires) <= (now or _now())
+
+    def allows(self, scope: Scope, project: str | None) -> bool:
+        """Whether the token grants `scope` on `project` (None: the whole index).
+
+        A `write` token also reads. A token limited to some projects reads only their pages,
+        not the project list (which names every project).
+        """
+        if scope == "write" and self.scope != "write":
+            return False
+        if not self.projects:
+            return True
+        if project is None:
+            return False
+        return any(fnmatch.fnmatchcase(project, p) for p in self.projects)
+
+    def describe_projects(self) -> str:
+        return ",".join(self.projects) if self.projects else "*"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "hash": self.hash,
+            "scope": self.scope,
+            "created": self.created,
+            "projects": list(self.projects),
+        }
+        if self.expires is not None:
+            data["expires"] = self.expires
+        if self.description:
+            data["description"] = self.description
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TokenRecord:
+        scope = data["scope"]
+        if scope not in SCOPES:
+            raise ValueError(f"unknown token scope {scope!r}")
+        return cls(
+            id=str(data["id"]),
+            hash=str(data["hash"]),
+            scope=scope,
+            created=str(data["created"]),
+            projects=tuple(str(p) for p in data.get("projects", ())),
+            expires=data.get("expires"),
+            description=str(data.get("description", "")),
+        )
+
+
+def _decode(data: bytes) -> dict[str, TokenRecord]:
+    try:
+        document = json.loads(data)
+        if document.get("format") != FORMAT_VERSION:
+            raise ValueError(f"unsupported format {document.get('format')!r}")
+        records = [TokenRecord.from_json(t) for t in document["tokens"]]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise StoreError(f"{layout.TOKENS} is not a token list this version can read: {e}") from e
+    return {r.id: r for r in records}
+
+
+def _encode(records: Iterable[TokenRecord]) -> bytes:
+    document = {
+        "format": FORMAT_VERSION,
+        "tokens": [r.to_json() for r in sorted(records, key=lambda r: (r.created, r.id))],
+    }
+    return json.dumps(document, indent=1, sort_keys=True).encode()
+
+
+def verify(
+    records: dict[str, TokenRecord], token: str, now: datetime | None = None
+) -> TokenRecord | None:
+    """The record of a presented token if it is known and not expired, in constant time."""
+    parts = split_token(token)
+    record = records.get(parts[0]) if parts else None
+    expected = record.hash if record is not None else _DUMMY_HASH
+    if not hmac.compare_digest(expected, hash_token(token)) or record is None:
+        return None
+    return None if record.expired(now) else record
+
+
+@dataclass
+class TokenStore:
+    """Create, list and revoke tokens in a store (what the CLI uses)."""
+
+    store: Store
+    clock: Callable[[], datetime] = field(default=_now)
+
+    def read(self) -> tuple[dict[str, TokenRecord], str | None]:
+        try:
+            blob = self.store.get(layout.TOKENS)
+        except NotFound:
+            return {}, None
+        return _decode(blob.data), blob.etag
+
+    def _update(self, change: Callable[[dict[str, TokenRecord]], bool]) -> None:
+        for attempt in range(_MAX_ATTEMPTS):
+            records, etag = self.read()
+            if not change(records):
+                return
+            data = _encode(records.values())
+            try:
+                if etag is None:
+                    self.store.put(
+                        layout.TOKENS, data, content_type="application/json", if_none_match=True
+                    )
+                else:
+                    self.store.put(
+                        layout.TOKENS, data, content_type="application/json", if_match=etag
+                    )
+                return
+            except PreconditionFailed:
+                time.sleep(min(0.5, 0.01 * 2**attempt) * secrets.randbelow(100) / 100)
+        raise StoreError(f"{layout.TOKENS} kept changing: gave up after {_MAX_ATTEMPTS} tries")
+
+    def create(
+        self,
+        scope: str,
+        projects: Iterable[str] = (),
+        expires: datetime | None = None,
+        description: str = "",
+    ) -> tuple[str, TokenRecord]:
+        """A new token (shown once, never stored) and its record."""
+        if scope not in SCOPES:
+            raise TokenError(f"scope {scope!r}: use 'read' or 'write'")
+        patterns = tuple(dict.fromkeys(normalize_pattern(p) for p in projects))
+        now = self.clock()
+        if expires is not None and expires <= now:
+            raise TokenError("the expiry is in the past")
+        token_id = secrets.token_hex(8)
+        token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+        record = TokenRecord(
+            id=token_id,
+            hash=hash_token(token),
+            scope=scope,
+            created=_iso(now),
+            projects=patterns,
+            expires=_iso(expires) if expires is not None else None,
+            description=description.strip()[:200],
+        )
+
+        def add(records: dict[str, TokenRecord]) -> bool:
+            records[token_id] = record
+            return True
+
+        self._update(add)
+        return token, record
+
+    def records(self) -> list[TokenRecord]:
+        records, _ = self.read()
+        return sorted(records.values(), key=lambda r: (r.created, r.id))
+
+    def revoke(self, ids: Iterable[str]) -> list[str]:
+        """Delete tokens, named by id or by the token itself; returns the ids removed."""
+        wanted = set()
+        for value in ids:
+            parts = split_token(value.strip())
+            token_id = parts[0] if parts else value.strip()
+            if not _ID.match(token_id):
+                raise TokenError(f"{value!r} is neither a token id (16 hex digits) nor a token")
+            wanted.add(token_id)
+        removed: list[str] = []
+
+        def drop(records: dict[str, TokenRecord]) -> bool:
+            removed[:] = sorted(wanted & records.keys())
+            for token_id in removed:
+                del records[token_id]
+            return bool(removed)
+
+        self._update(drop)
+        return removed
+
+
+class TokenCache:
+    """The server's copy of the token list: kept `ttl` seconds, then revalidated.
+
+    A token the copy does not know is looked up again at once (a conditional read, cheap when
+    nothing changed), so a token works as soon as it is created; a revoked one stops working
+    within `ttl` seconds. Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        ttl: float = CACHE_TTL,
+        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._monotonic = monotonic
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._records: dict[str, TokenRecord] = {}
+        self._etag: str | None = None
+        self._loaded_at: float | None = None
+
+    def _refresh(self) -> None:
+        with self._lock:
+            try:
+                blob = self.store.get(layout.TOKENS, if_none_match=self._etag)
+            except NotModified:
+                pass
+            except NotFound:
+                self._records, self._etag = {}, None
+            else:
+                self._records, self._etag = _decode(blob.data), blob.etag
+            self._loaded_at = self._monotonic()
+
+    def verify(self, token: str) -> TokenRecord | None:
+        """The record of a valid, unexpired token, else None."""
+        loaded = self._loaded_at
+        fresh = loaded is not None and self._monotonic() - loaded < self.ttl
+        if not fresh:
+            self._refresh()
+        parts = split_token(token)
+        if fresh and parts is not None and parts[0] not in self._records:
+            self._refresh()  # created since we last looked?
+        return verify(self._records, token, self._clock())

@@ -1,0 +1,341 @@
+"""The upload API: the legacy upload protocol as PyPI implements it, for twine and uv publish.
+
+A client POSTs `multipart/form-data` (RFC 7578) to the index URL with `:action=file_upload`,
+`protocol_version=1`, `name`, `version`, `filetype`, digests, the core-metadata fields and the
+file as `content`. Answers follow PyPI:
+
+- 200 on success, and 200 for an identical re-upload (nothing changes);
+- 400 `File already exists ...` for other bytes under a published file name, and 400 with the
+  reason for a form or a file that does not validate;
+- 403 for missing or bad credentials, or a token that does not cover the project;
+- 413 for a file over the size bound (on Lambda the message points to `serverless-pypi
+  publish`, which writes to S3 directly: API Gateway and Lambda carry at most 6 MB).
+
+Storing goes through `serverless_pypi.publish.publish`, which makes the file visible only once
+its derived data is complete and lets exactly one of two concurrent uploads of a name win.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import multipart
+from packaging.version import InvalidVersion, Version
+
+from .catalog import Catalog
+from .config import Settings
+from .core.http import Request, Response, error, text_response
+from .core.inspect import MAX_METADATA_SIZE
+from .core.names import (
+    Distribution,
+    InvalidFilename,
+    InvalidProjectName,
+    NormalizedName,
+    normalize_project_name,
+    parse_distribution_filename,
+)
+from .derive import spooled
+from .publish import FileExists, PublishError, publish
+
+__all__ = ["MAX_FORM_TEXT", "UploadError", "UploadForm", "UploadHandler", "parse_form"]
+
+#: all text fields of one form together (a long description is the largest)
+MAX_FORM_TEXT = MAX_METADATA_SIZE
+#: parts in one form: twine sends one per classifier, so hundreds are normal
+MAX_FORM_PARTS = 5000
+_CHUNK = 1024 * 1024
+#: the fields the index reads; the other metadata fields are counted and dropped
+_KEPT = frozenset(
+    {
+        ":action",
+        "protocol_version",
+        "name",
+        "version",
+        "filetype",
+        "sha256_digest",
+        "blake2_256_digest",
+        "md5_digest",
+    }
+)
+_FILETYPES = {"wheel": "bdist_wheel", "sdist": "sdist"}
+_DIGESTS = ("sha256_digest", "blake2_256_digest", "md5_digest")
+
+#: checks the request's credentials for a project (None: any project); None means allowed
+Authorize = Callable[[Request, NormalizedName | None], Response | None]
+
+
+class UploadError(Exception):
+    """An upload refused with a status and a message for the person uploading."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _bad(message: str) -> UploadError:
+    return UploadError(400, message)
+
+
+@dataclass
+class UploadForm:
+    """The parsed form: the fields the index reads, and the file with its digests."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    filename: str | None = None
+    content: Any = None  # a spooled temporary file (seekable, binary)
+    size: int = 0
+    digests: dict[str, str] = field(default_factory=dict)
+
+    def close(self) -> None:
+        if self.content is not None:
+            self.content.close()
+
+
+def _boundary(content_type: str | None) -> str:
+    if not content_type:
+        raise _bad(
+            "An upload is a multipart/form-data POST (the upload API of twine and uv publish); "
+            "this request has no Content-Type."
+        )
+    kind, options = multipart.parse_options_header(content_type)
+    if kind != "multipart/form-data":
+        raise _bad(
+            f"An upload is a multipart/form-data POST (the upload API of twine and uv publish), "
+            f"not {kind!r}."
+        )
+    boundary = options.get("boundary")
+    if not boundary or len(boundary) > 200:
+        raise _bad("The multipart/form-data Content-Type has no usable boundary.")
+    return str(boundary)
+
+
+class _FormReader:
+    """Receives the parser's events for one form: keeps the fields read, spools the file."""
+
+    def __init__(self, max_file_size: int, max_text: int, too_large_hint: str) -> None:
+        self.form = UploadForm()
+        self.max_file_size = max_file_size
+        self.max_text = max_text
+        self.too_large_hint = too_large_hint
+        self.hashers: dict[str, Any] = {}
+        self.text_size = 0
+        self.current: str | None = None  # the part being read: a field name, or "content"
+        self.buffer = bytearray()
+
+    def start(self, segment: Any) -> None:
+        name = segment.name or ""
+        if segment.disposition != "form-data":
+            raise _bad("Every part of the upload form must be form-data.")
+        if name == "content":
+            if self.form.content is not None:
+                raise _bad("The form carries more than one file ('content').")
+            if not segment.filename:
+                raise _bad("The 'content' part of the form has no file name.")
+            self.form.filename = segment.filename
+            self.form.content = spooled()  # closed by form.close()
+            self.hashers = {
+                "sha256_digest": hashlib.sha256(),
+                "blake2_256_digest": hashlib.blake2b(digest_size=32),
+                "md5_digest": hashlib.md5(usedforsecurity=False),
+            }
+        elif name in _KEPT and name in self.form.fields:
+            raise _bad(f"The form carries the field {name!r} more than once.")
+        self.current = name
+        self.buffer.clear()
+
+    def data(self, chunk: bytes) -> None:
+        form = self.form
+        if self.current == "content":
+            form.size += len(chunk)
+            if form.size > self.max_file_size:
+                raise UploadError(
+                    413,
+                    f"The file is larger than this index accepts "
+                    f"({self.max_file_size} bytes, MAX_UPLOAD_SIZE).{self.too_large_hint}",
+                )
+            form.content.write(chunk)
+            for hasher in self.hashers.values():
+                hasher.update(chunk)
+            return
+        self.text_size += len(chunk)
+        if self.text_size > self.max_text:
+            raise _bad(
+                f"The form's text fields are larger than {self.max_text} bytes "
+                f"(the field {self.current!r} went over)."
+            )
+        if self.current in _KEPT:
+            self.buffer += chunk
+
+    def end(self) -> None:
+        if self.current is not None and self.current != "content" and self.current in _KEPT:
+            try:
+                self.form.fields[self.current] = self.buffer.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise _bad(f"The form field {self.current!r} is not UTF-8.") from None
+        self.current = None
+        self.buffer.clear()
+
+
+def parse_form(
+    body: bytes,
+    content_type: str | None,
+    max_file_size: int,
+    max_text: int = MAX_FORM_TEXT,
+    too_large_hint: str = "",
+) -> UploadForm:
+    """Parse an upload form (RFC 7578), hashing the file into a spooled file as it streams.
+
+    Raises UploadError: 400 for a malformed or incomplete form, 413 for a file over
+    `max_file_size` bytes.
+    """
+    boundary = _boundary(content_type)
+    reader = _FormReader(max_file_size, max_text, too_large_hint)
+    try:
+        parser = multipart.PushMultipartParser(
+            boundary, content_length=len(body), max_segment_count=MAX_FORM_PARTS
+        )
+        view = memoryview(body)
+        chunks = (bytes(view[i : i + _CHUNK]) for i in range(0, len(body), _CHUNK))
+        for chunk in itertools.chain(chunks, [b""]):  # an empty chunk ends the input
+            for event in parser.parse(chunk):
+                if isinstance(event, multipart.MultipartSegment):
+                    reader.start(event)
+                elif event is None:  # the end of a part
+                    reader.end()
+                else:
+                    reader.data(event)
+        if not parser.closed:
+            raise _bad("The multipart/form-data body ends early: it was cut short.")
+    except multipart.ParserLimitReached as e:
+        reader.form.close()
+        raise _bad(f"The upload form goes over a limit: {e}.") from None
+    except multipart.MultipartError as e:
+        reader.form.close()
+        raise _bad(f"The upload form is not valid multipart/form-data: {e}.") from None
+    except UploadError:
+        reader.form.close()
+        raise
+    reader.form.digests = {name: h.hexdigest() for name, h in reader.hashers.items()}
+    return reader.form
+
+
+def _validate(form: UploadForm) -> Distribution:
+    """Check the form against the file name (raises UploadError 400)."""
+    fields = form.fields
+    action = fields.get(":action")
+    if action is None:
+        raise _bad(
+            "The form has no ':action' field: this is the legacy upload API "
+            "(twine upload, uv publish), which sends ':action=file_upload'."
+        )
+    if action != "file_upload":
+        raise _bad(f"Unsupported ':action' {action!r}: this index only takes 'file_upload'.")
+    # PyPI: a missing protocol_version counts as "1"
+    if fields.get("protocol_version", "1") != "1":
+        raise _bad(f"Unknown protocol_version {fields['protocol_version']!r}: only '1' exists.")
+    if form.content is None or form.filename is None:
+        raise _bad("The upload has no file: the form needs a 'content' part with a file name.")
+    if form.size == 0:
+        raise _bad(f"The file {form.filename!r} is empty.")
+    try:
+        dist = parse_distribution_filename(form.filename)
+    except InvalidFilename as e:
+        raise _bad(f"Invalid file name: {e}.") from None
+    for required in ("name", "version"):
+        if not fields.get(required):
+            raise _bad(f"The form has no {required!r} field (the project's {required}).")
+    try:
+        name = normalize_project_name(fields["name"])
+    except InvalidProjectName as e:
+        raise _bad(f"Invalid project name in the form: {e}.") from None
+    if name != dist.project:
+        raise _bad(
+            f"The form's name {fields['name']!r} does not match the file name "
+            f"{form.filename!r} (project {dist.project!r})."
+        )
+    try:
+        version = Version(fields["version"])
+    except InvalidVersion:
+        raise _bad(f"Invalid version {fields['version']!r} in the form (PEP 440).") from None
+    if version != dist.version:
+        raise _bad(
+            f"The form's version {fields['version']!r} does not match the file name "
+            f"{form.filename!r} (version {dist.version})."
+        )
+    filetype = fields.get("filetype")
+    if filetype and filetype != _FILETYPES[dist.kind]:
+        raise _bad(
+            f"The form's filetype {filetype!r} does not match {form.filename!r} "
+            f"(a {dist.kind}: {_FILETYPES[dist.kind]!r})."
+        )
+    for digest in _DIGESTS:
+        sent = fields.get(digest)
+        if sent and not hmac.compare_digest(sent.lower(), form.digests[digest]):
+            raise _bad(
+                f"The {digest} sent ({sent}) does not match the file received "
+                f"({form.digests[digest]}): the upload was damaged on the way."
+            )
+    return dist
+
+
+class UploadHandler:
+    """The application's upload hook: authenticate, parse, validate, publish."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: Settings,
+        authorize: Authorize,
+        *,
+        max_file_size: int | None = None,
+        too_large_hint: str = "",
+    ) -> None:
+        self.catalog = catalog
+        self.authorize = authorize
+        self.max_file_size = max_file_size or settings.max_upload_size
+        self.too_large_hint = too_large_hint
+
+    def __call__(self, request: Request) -> Response:
+        # credentials first, as PyPI: a stranger learns nothing about the form or the index
+        refusal = self.authorize(request, None)
+        if refusal is not None:
+            return refusal
+        try:
+            form = parse_form(
+                request.body,
+                request.headers.get("content-type"),
+                self.max_file_size,
+                too_large_hint=self.too_large_hint,
+            )
+        except UploadError as e:
+            return error(e.status, e.message)
+        try:
+            return self._publish(request, form)
+        except UploadError as e:
+            return error(e.status, e.message)
+        finally:
+            form.close()
+
+    def _publish(self, request: Request, form: UploadForm) -> Response:
+        dist = _validate(form)
+        refusal = self.authorize(request, dist.project)
+        if refusal is not None:
+            return refusal
+        try:
+            result = publish(self.catalog, form.content, dist.filename)
+        except FileExists as e:
+            # twine --skip-existing and uv look for "File already exists" in a 400
+            raise _bad(str(e)) from None
+        except PublishError as e:
+            raise _bad(f"The file cannot be published: {e}.") from None
+        if result.status == "exists":
+            message = f"OK: {result.filename} is already published with the same contents."
+        else:
+            message = f"OK: published {result.project}/{result.filename} sha256={result.sha256}"
+        return text_response(200, message)

@@ -1,0 +1,30 @@
+# A complete deployment: `make lambda` at the repository root, then here
+#   terraform init && terraform apply -var bucket_name=acme-pypi
+# and configure clients with the index_url output (see README.md and clients/).
+
+module "pypi" {
+  source = "../.."
+
+  s3_bucket_name = var.bucket_name
+  front          = var.front
+
+  # Unknown projects are redirected to PyPI, so one index URL serves every dependency;
+  # private projects are never redirected.
+  lambda_api_fallback_index_url = "https://pypi.org/simple/"
+  private_projects              = var.private_projects
+}
+
+output "index_url" {
+  description = "pip/uv/poetry/pdm index URL, and the upload URL for twine and `uv publish`."
+  value       = module.pypi.index_url
+}
+
+output "store_url" {
+  description = "--store argument for `serverless-pypi token|publish|reindex`."
+  value       = module.pypi.store_url
+}
+
+output "dlq_url" {
+  description = "Events the indexer could not process."
+  value       = module.pypi.dlq_url
+}
