@@ -2,7 +2,10 @@
 
 Each run installs `requests flask rich attrs pydantic` (and their dependencies) into a new
 virtual environment, with a client cache that is either new (cold) or filled by an earlier
-install of the same tree from the same server (warm). Servers alternate run by run.
+install of the same tree from the same source (warm); "resolve" is `--dry-run` with a new
+cache (pages and metadata only: the part of an install an index serves). The floor is no
+index at all: the same files from a local directory (`--no-index --find-links DIR`), which
+is what the client itself costs. The order of the sources rotates run by run.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from .corpus import Tree
 from .servers import Stores, prepare, start
 
 SERVERS = ("ours", "pypiserver")
+SOURCES = (*SERVERS, "no-index")
 CLIENTS = ("pip", "uv")
+STATES = ("cold", "warm", "resolve")
 
 
 def _uv() -> str:
@@ -40,8 +45,12 @@ def new_venv(path: Path) -> Path:
 
 
 def install_command(
-    client: str, python: Path, index: str, cache: Path, tree: Tree, dry_run: bool = False
+    client: str, python: Path, index: str | None, cache: Path, tree: Tree, dry_run: bool
 ) -> list[str]:
+    """The client's install command; `index=None` installs from the corpus directory."""
+    source = (
+        ["--index-url", index] if index else ["--no-index", "--find-links", str(tree.directory)]
+    )
     extra = ["--dry-run"] if dry_run else []
     if client == "pip":
         return [
@@ -54,8 +63,7 @@ def install_command(
             *extra,
             "--quiet",
             "--no-input",
-            "--index-url",
-            index,
+            *source,
             "--cache-dir",
             str(cache),
             *tree.requirements,
@@ -69,8 +77,7 @@ def install_command(
         "--quiet",
         "--python",
         str(python),
-        "--index-url",
-        index,
+        *source,
         "--cache-dir",
         str(cache),
         *tree.requirements,
@@ -83,7 +90,7 @@ def installed(python: Path) -> list[str]:
 
 
 def install(
-    client: str, index: str, cache: Path, tree: Tree, where: Path, dry_run: bool = False
+    client: str, index: str | None, cache: Path, tree: Tree, where: Path, dry_run: bool = False
 ) -> tuple[float, list[str]]:
     python = new_venv(where)
     command = install_command(client, python, index, cache, tree, dry_run)
@@ -97,28 +104,31 @@ def install(
 
 def run(tree: Tree, quick: bool = False, stores: Stores | None = None) -> dict[str, Any]:
     stores = stores or prepare(tree)
-    repeats = {"pip": 2 if quick else 4, "uv": 2 if quick else 7}
+    repeats = {"pip": 2 if quick else 3, "uv": 2 if quick else 9}
     root = WORK / "installs"
     shutil.rmtree(root, ignore_errors=True)
     servers = {name: start(name, stores, tree.requirements[0]) for name in SERVERS}
+    urls: dict[str, str | None] = {name: server.url for name, server in servers.items()}
+    urls["no-index"] = None
     samples: dict[str, list[float]] = {}
     sets: dict[str, list[str]] = {}
     try:
         for client in CLIENTS:
-            # warm caches: one untimed install per server fills them
-            for name, server in servers.items():
-                install(client, server.url, root / f"cache-{client}-{name}", tree, root / "venv")
+            # warm caches: one untimed install per source fills them
+            for name, url in urls.items():
+                install(client, url, root / f"cache-{client}-{name}", tree, root / "venv")
             for i in range(repeats[client]):
-                for state in ("cold", "warm", "resolve"):
-                    if state == "resolve" and i >= max(2, repeats[client] - 2):
-                        continue  # resolution alone: fewer runs
-                    for name, server in servers.items():
+                order = SOURCES[i % len(SOURCES) :] + SOURCES[: i % len(SOURCES)]
+                for state in STATES:
+                    if state == "resolve" and i >= 3:
+                        continue  # resolution alone: three runs are enough
+                    for name in order:
                         if state == "warm":
                             cache = root / f"cache-{client}-{name}"
                         else:
                             cache = root / f"cold-{client}-{name}-{i}"
                         seconds, dists = install(
-                            client, server.url, cache, tree, root / "venv", state == "resolve"
+                            client, urls[name], cache, tree, root / "venv", state == "resolve"
                         )
                         if state != "warm":
                             shutil.rmtree(cache, ignore_errors=True)
@@ -131,19 +141,23 @@ def run(tree: Tree, quick: bool = False, stores: Stores | None = None) -> dict[s
             server.stop()
     rows = []
     for client in CLIENTS:
-        for state in ("cold", "warm", "resolve"):
-            ours = summary(samples[f"{client}/{state}/ours"])
-            theirs = summary(samples[f"{client}/{state}/pypiserver"])
+        for state in STATES:
+            found = {name: summary(samples[f"{client}/{state}/{name}"]) for name in SOURCES}
             rows.append(
                 {
                     "client": client,
                     "cache": state,
-                    "ours": ours,
-                    "pypiserver": theirs,
-                    "ratio": ratio(ours["median"], theirs["median"]),
+                    "ours": found["ours"],
+                    "pypiserver": found["pypiserver"],
+                    "no-index": found["no-index"],
+                    "ratio": ratio(found["ours"]["median"], found["pypiserver"]["median"]),
+                    # what an index that cost nothing would achieve against pypiserver
+                    "best_possible": ratio(
+                        found["no-index"]["median"], found["pypiserver"]["median"]
+                    ),
                 }
             )
-    same = all(sets[f"{c}/ours"] == sets[f"{c}/pypiserver"] for c in CLIENTS)
+    same = all(sets[f"{c}/ours"] == sets[f"{c}/{n}"] for c in CLIENTS for n in SOURCES)
     return {
         "rows": rows,
         "installed": sets,
@@ -152,4 +166,5 @@ def run(tree: Tree, quick: bool = False, stores: Stores | None = None) -> dict[s
         "files": tree.files,
         "projects": len(tree.projects),
         "requirements": list(tree.requirements),
+        "repeats": repeats,
     }

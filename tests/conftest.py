@@ -6,11 +6,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -25,6 +27,29 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+class AtomicConditionalWrites:
+    """Make moto's conditional writes atomic, as S3's are.
+
+    moto checks `If-Match` / `If-None-Match` and then writes, without a lock: two racing
+    writers can both pass the check, which real S3 never allows. Serializing conditional
+    requests closes that gap, so the race tests exercise our code, not the emulator's.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        conditional = environ.get("REQUEST_METHOD") in {"PUT", "POST", "DELETE"} and (
+            "HTTP_IF_MATCH" in environ or "HTTP_IF_NONE_MATCH" in environ
+        )
+        if not conditional:
+            return self.app(environ, start_response)
+        with self.lock:
+            # consume the whole answer inside the lock: the write happens while it is built
+            return list(self.app(environ, start_response))
+
+
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     """moto's standalone S3 server over HTTP on 127.0.0.1 (a real HTTP S3 API, not patching)."""
@@ -32,6 +57,8 @@ def moto_url() -> Iterator[str]:
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    assert server._server is not None
+    server._server.app = AtomicConditionalWrites(server._server.app)  # type: ignore[assignment]
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()

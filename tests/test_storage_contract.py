@@ -156,13 +156,11 @@ def test_open_if_match(store: Store) -> None:
         pass
 
 
-# The two races below run on the local store only: its atomicity is our code (link(), flock).
-# S3 makes conditional writes atomic itself, while moto checks the condition and then writes
-# without a lock, so the same test against moto could fail by moto's race, not ours.
+# The two races run over both stores. On the local store atomicity is our code (link(),
+# flock); on S3 it is S3's, which conftest's AtomicConditionalWrites gives moto's server.
 
 
-def test_create_race_has_exactly_one_winner(local_store: LocalStore) -> None:
-    store = local_store
+def test_create_race_has_exactly_one_winner(store: Store) -> None:
     barrier = threading.Barrier(6)
 
     def create(i: int) -> bool:
@@ -179,8 +177,7 @@ def test_create_race_has_exactly_one_winner(local_store: LocalStore) -> None:
     assert store.get("race/x").data == f"writer {wins.index(True)}".encode()
 
 
-def test_compare_and_swap_loses_no_update(local_store: LocalStore) -> None:
-    store = local_store
+def test_compare_and_swap_loses_no_update(store: Store) -> None:
     store.put("cas/counter", b"0")
 
     def increment(_: int) -> int:

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import time
 from collections.abc import Callable, Iterable
-from typing import TypeVar
 
 from . import layout
 from .core.http import compress
@@ -25,22 +22,12 @@ from .core.model import ProjectIndex
 from .core.names import NormalizedName, is_valid_project_name, normalize_project_name
 from .core.negotiate import Format
 from .core.render import project_page, render_html, render_json, root_page
-from .storage import NotFound, PreconditionFailed, Store, StoreError
+from .storage import NotFound, Store
+from .storage.swap import MAX_ATTEMPTS, Contention, compare_and_swap
 
 __all__ = ["Catalog", "Contention"]
 
 log = logging.getLogger(__name__)
-
-_MAX_ATTEMPTS = 60
-T = TypeVar("T")
-
-
-class Contention(StoreError):
-    """A document kept changing under us for every attempt."""
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(min(0.5, 0.005 * 2 ** min(attempt, 7)) * random.uniform(0.5, 1.0))  # noqa: S311
 
 
 class Catalog:
@@ -73,11 +60,6 @@ class Catalog:
         return folders
 
     # -- compare-and-swap -------------------------------------------------------------
-    def _swap(self, key: str, etag: str | None, data: bytes) -> str:
-        if etag is None:
-            return self.store.put(key, data, content_type="application/json", if_none_match=True)
-        return self.store.put(key, data, content_type="application/json", if_match=etag)
-
     def update_project(
         self, name: NormalizedName, change: Callable[[ProjectIndex], bool]
     ) -> ProjectIndex:
@@ -87,26 +69,78 @@ class Catalog:
         several times (once per attempt), so it must depend only on its argument and on
         reads of the store.
         """
-        for attempt in range(_MAX_ATTEMPTS):
-            index, etag = self.read_project(name)
-            was_listed = bool(index.served())
-            if not change(index):
-                return index
-            try:
-                self._swap(layout.manifest_key(name), etag, index.to_bytes())
-            except PreconditionFailed:
-                _backoff(attempt)
-                continue
-            if was_listed != bool(index.served()):
+        state: dict[str, object] = {}
+
+        def apply(data: bytes | None) -> bytes | None:
+            index = ProjectIndex.from_bytes(data) if data is not None else ProjectIndex(name)
+            state["was_listed"] = bool(index.served())
+            state["index"] = index
+            return index.to_bytes() if change(index) else None
+
+        written = compare_and_swap(self.store, layout.manifest_key(name), apply)
+        index = state["index"]
+        assert isinstance(index, ProjectIndex)
+        if written:
+            if state["was_listed"] != bool(index.served()):
                 self.refresh_root([name])
             self.refresh_pages(name)
-            return index
-        raise Contention(f"project {name!r} kept changing: gave up after {_MAX_ATTEMPTS} tries")
+        return index
+
+    def _swap_root(self, names: Callable[[set[str] | None], set[str]]) -> None:
+        """Set the project list to `names(current list or None)`; rewrite index.html after."""
+
+        def apply(data: bytes | None) -> bytes | None:
+            current = set(json.loads(data)["projects"]) if data is not None else None
+            wanted = names(current)
+            if wanted == current:
+                return None
+            return json.dumps({"projects": sorted(wanted)}, separators=(",", ":")).encode()
+
+        compare_and_swap(self.store, layout.ROOT_LIST, apply)
+        self.refresh_root_html()
+
+    def refresh_root(self, touched: Iterable[NormalizedName]) -> None:
+        """Bring the project list up to date for the projects in `touched`."""
+        touched = list(touched)
+
+        def names(current: set[str] | None) -> set[str]:
+            # first list in this store: start from every project folder already there
+            wanted: set[str] = set(current if current is not None else self.project_folders())
+            # the manifests are read after the list, so a concurrent change retries the swap
+            for name in touched:
+                index, manifest_etag = self.read_project(name)
+                if index.served():
+                    wanted.add(name)
+                elif manifest_etag is not None:
+                    wanted.discard(name)
+            return wanted
+
+        self._swap_root(names)
+
+    def write_root(self, names: Iterable[str]) -> None:
+        """Set the project list to what a full reindex found, without undoing concurrent work.
+
+        The reindex listed the store a while ago: a project it saw empty may have gained a file
+        since, and one it saw may have lost its last. Each name where the list and the
+        reindex disagree is settled by reading its manifest now.
+        """
+        found = {NormalizedName(n) for n in names}
+
+        def settle(current: set[str] | None) -> set[str]:
+            current = current or set()
+            wanted = current & found
+            for name in current ^ found:
+                index, etag = self.read_project(NormalizedName(name))
+                if index.served() or (etag is None and name in found):
+                    wanted.add(name)
+            return wanted
+
+        self._swap_root(settle)
 
     # -- renderings -------------------------------------------------------------------
     def _render_until_current(self, source: str, render: Callable[[], str | None]) -> None:
         """Run `render` (which returns the source etag it rendered) until it saw the newest."""
-        for _ in range(_MAX_ATTEMPTS):
+        for _ in range(MAX_ATTEMPTS):
             rendered = render()
             try:
                 current: str | None = self.store.head(source).etag
@@ -137,59 +171,18 @@ class Catalog:
 
         self._render_until_current(layout.manifest_key(name), render)
 
-    def refresh_root(self, touched: Iterable[NormalizedName]) -> None:
-        """Bring the project list up to date for the projects in `touched`."""
-        touched = list(touched)
-        for attempt in range(_MAX_ATTEMPTS):
-            names, etag = self.read_project_names()
-            before = set(names)
-            if etag is None:
-                # first list in this store: start from every project folder already there
-                names = set(self.project_folders())
-            # read the manifests after the list, so a concurrent change retries the swap
-            for name in touched:
-                index, manifest_etag = self.read_project(name)
-                if index.served():
-                    names.add(name)
-                elif manifest_etag is not None:
-                    names.discard(name)
-            if etag is not None and names == before:
-                return
-            document = json.dumps({"projects": sorted(names)}, separators=(",", ":")).encode()
-            try:
-                self._swap(layout.ROOT_LIST, etag, document)
-            except PreconditionFailed:
-                _backoff(attempt)
-                continue
-            self.refresh_root_html()
-            return
-        raise Contention(f"the project list kept changing: gave up after {_MAX_ATTEMPTS} tries")
-
-    def write_root(self, names: Iterable[str]) -> None:
-        """Replace the project list (a full reindex knows the whole set)."""
-        wanted = sorted(set(names))
-        for attempt in range(_MAX_ATTEMPTS):
-            current, etag = self.read_project_names()
-            if etag is not None and sorted(current) == wanted:
-                self.refresh_root_html()
-                return
-            document = json.dumps({"projects": wanted}, separators=(",", ":")).encode()
-            try:
-                self._swap(layout.ROOT_LIST, etag, document)
-            except PreconditionFailed:
-                _backoff(attempt)
-                continue
-            self.refresh_root_html()
-            return
-        raise Contention(f"the project list kept changing: gave up after {_MAX_ATTEMPTS} tries")
-
     def refresh_root_html(self) -> None:
         """Rewrite `index.html` at the store's root (the reference layout's project list)."""
 
         def render() -> str | None:
             names, etag = self.read_project_names()
             body = render_html(root_page(names))
-            self.store.put(layout.ROOT_HTML, body, content_type=Format.HTML.content_type)
+            try:
+                unchanged = self.store.get(layout.ROOT_HTML).data == body
+            except NotFound:
+                unchanged = False
+            if not unchanged:
+                self.store.put(layout.ROOT_HTML, body, content_type=Format.HTML.content_type)
             return etag
 
         self._render_until_current(layout.ROOT_LIST, render)

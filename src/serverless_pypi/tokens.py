@@ -27,7 +27,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from . import layout
-from .storage import NotFound, NotModified, PreconditionFailed, Store, StoreError
+from .storage import NotFound, NotModified, Store, StoreError
+from .storage.swap import compare_and_swap
 
 __all__ = [
     "SCOPES",
@@ -50,7 +51,6 @@ _ID = re.compile(r"^[0-9a-f]{16}$")
 _PATTERN = re.compile(r"^[A-Za-z0-9._\-*?\[\]!]{1,200}$")
 _DURATION = re.compile(r"^(\d{1,6})\s*([mhdwy])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-_MAX_ATTEMPTS = 30
 # compared against when no token has the presented id, so a miss costs as much as a hit
 _DUMMY_HASH = hashlib.sha256(b"no such token").hexdigest()
 
@@ -227,24 +227,11 @@ class TokenStore:
         return _decode(blob.data), blob.etag
 
     def _update(self, change: Callable[[dict[str, TokenRecord]], bool]) -> None:
-        for attempt in range(_MAX_ATTEMPTS):
-            records, etag = self.read()
-            if not change(records):
-                return
-            data = _encode(records.values())
-            try:
-                if etag is None:
-                    self.store.put(
-                        layout.TOKENS, data, content_type="application/json", if_none_match=True
-                    )
-                else:
-                    self.store.put(
-                        layout.TOKENS, data, content_type="application/json", if_match=etag
-                    )
-                return
-            except PreconditionFailed:
-                time.sleep(min(0.5, 0.01 * 2**attempt) * secrets.randbelow(100) / 100)
-        raise StoreError(f"{layout.TOKENS} kept changing: gave up after {_MAX_ATTEMPTS} tries")
+        def apply(data: bytes | None) -> bytes | None:
+            records = _decode(data) if data is not None else {}
+            return _encode(records.values()) if change(records) else None
+
+        compare_and_swap(self.store, layout.TOKENS, apply)
 
     def create(
         self,
