@@ -481,7 +481,10 @@ def _installs(data: dict[str, Any]) -> list[str]:
         "cached backend, `--cache-control` on downloads); both subprocesses on 127.0.0.1. "
         "Cold: a new client cache each run; warm: a cache filled by an earlier install from "
         "the same source; resolution only: `--dry-run` with a new cache. The floor: the same "
-        "files from a local directory (`--no-index --find-links`). The order of the sources "
+        "files from a local directory (`--no-index --find-links`). Client caches and "
+        f"virtual environments live in {data.get('scratch', 'disk')} (on this machine's "
+        "disk, writing them costs a cold uv install more than everything else, whatever the "
+        "index). The order of the sources "
         f"rotates run by run; {data['repeats']['pip']} runs per pip figure, "
         f"{data['repeats']['uv']} per uv figure (3 for resolution). Every source installed "
         f"the same distributions: {'yes' if data['same_distributions'] else '**no**'}.",

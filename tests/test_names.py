@@ -238,3 +238,12 @@ def test_parse_distribution_filename_raises_only_invalid_filename(filename: str)
     except InvalidFilename:
         return
     assert is_valid_project_name(dist.project)
+
+
+@settings(deadline=None)
+@given(st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,30}[A-Za-z0-9])?", fullmatch=True))
+def test_normalization_equals_packaging_canonicalize_name(name: str) -> None:
+    # the fast path for names already normalized must agree with packaging everywhere
+    from packaging.utils import canonicalize_name
+
+    assert normalize_project_name(name) == canonicalize_name(name)

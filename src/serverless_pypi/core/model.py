@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
-
-from packaging.version import InvalidVersion, Version
+from typing import TYPE_CHECKING, Any
 
 from .names import InvalidFilename, NormalizedName, parse_distribution_filename
+
+if TYPE_CHECKING:
+    from packaging.version import Version
 
 __all__ = ["FORMAT_VERSION", "FileRecord", "ProjectIndex", "format_upload_time"]
 
@@ -86,6 +87,8 @@ class FileRecord:
 
 
 def _version_of(filename: str) -> Version | None:
+    from packaging.version import InvalidVersion
+
     try:
         return parse_distribution_filename(filename).version
     except (InvalidFilename, InvalidVersion):
@@ -105,6 +108,8 @@ class ProjectIndex:
 
     def sorted_files(self) -> list[FileRecord]:
         """Served files ordered by version, then name: the order pages list them in."""
+
+        from packaging.version import Version
 
         def order(record: FileRecord) -> tuple[int, Version, str]:
             version = _version_of(record.filename)

@@ -2,23 +2,27 @@
 
 Normalization and file-name parsing come from `packaging`; this module only adds the
 checks an index needs at its edge (length bounds, path-segment safety).
+
+`packaging` is imported when first needed, not with this module: the page a client asks for
+is almost always already normalized (pip and uv request normalized URLs), and serving it then
+needs no import at all, which keeps the Lambda cold start low (`packaging.utils` pulls in
+`packaging.tags`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    NormalizedName,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import Version
+if TYPE_CHECKING:
+    from packaging.utils import NormalizedName
+    from packaging.version import Version
+else:
+    # packaging's NormalizedName is a NewType: the identity at run time
+    def NormalizedName(name: str) -> str:
+        return name
+
 
 __all__ = [
     "MAX_FILENAME_LENGTH",
@@ -41,6 +45,8 @@ _VALID_NAME = re.compile(r"([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])", re.IGNORECA
 MAX_PROJECT_NAME_LENGTH = 200
 MAX_FILENAME_LENGTH = 255
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# PEP 503 normalized form: lowercase, runs of "-", "_", "." as one "-"
+_NORMALIZED = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*", re.ASCII)
 
 
 class InvalidProjectName(ValueError):
@@ -66,6 +72,10 @@ def normalize_project_name(name: str) -> NormalizedName:
             f"{name!r} is not a valid project name: use ASCII letters, digits and "
             "'.', '_', '-', starting and ending with a letter or digit"
         )
+    if _NORMALIZED.fullmatch(name):
+        return NormalizedName(name)  # what canonicalize_name would return: no work to do
+    from packaging.utils import canonicalize_name
+
     return canonicalize_name(name)
 
 
@@ -96,6 +106,13 @@ class Distribution:
 
 def parse_distribution_filename(filename: str) -> Distribution:
     """Parse a wheel (PEP 427) or sdist (PEP 625; `.tar.gz` and legacy `.zip`) file name."""
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
+
     check_filename(filename)
     try:
         if filename.endswith(".whl"):
