@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NewType
 
 if TYPE_CHECKING:
     from packaging.utils import NormalizedName
     from packaging.version import Version
 else:
-    # packaging's NormalizedName is a NewType: the identity at run time
-    def NormalizedName(name: str) -> str:
-        return name
+    # the same NewType as packaging's: the identity at run time
+    NormalizedName = NewType("NormalizedName", str)
 
 
 __all__ = [
