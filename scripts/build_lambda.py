@@ -7,8 +7,15 @@ its own dependencies are part of the runtime and stay out.
 
 Reproducible: the same sources and lock give the same bytes. Entries are sorted, every entry
 has the same timestamp (1980-01-01, or SOURCE_DATE_EPOCH when set) and mode 0644, nothing is
-read from the file system's metadata, and only what runs is kept: no `__pycache__`, no
-`RECORD`/`INSTALLER`/`WHEEL` files (each dependency keeps its METADATA and license files).
+read from the file system's metadata, and only what runs is kept: no `RECORD`/`INSTALLER`/
+`WHEEL` files (each dependency keeps its METADATA and license files).
+
+Bytecode: Lambda unpacks the zip into a read-only /var/task, where Python cannot cache what it
+compiles, so a zip without bytecode compiles every module at every cold start (about 15% of
+the cold start, measured in `make bench`). The build compiles every module with a Python of the
+runtime's version (3.13: `$LAMBDA_PYTHON`, `python3.13` on the PATH, or a pyenv install) into
+PEP 552 unchecked-hash `.pyc` files, which hold no timestamps and so stay reproducible. Without
+such a Python the zip is built without bytecode, and the build says so.
 
 Wheels are downloaded once into a cache folder (verified against the lock's hashes) and then
 installed from there with no network access.
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,6 +70,8 @@ LAMBDA_MARKERS = {
 }
 #: 1980-01-01 00:00:00 is the earliest time a zip entry can carry
 ZIP_EPOCH = 315532800
+#: where Lambda unpacks the function's code
+LAMBDA_TASK_ROOT = "/var/task"
 FILE_MODE = 0o644
 #: of a dependency's dist-info folder, only these are kept (PEP 639 license files and METADATA)
 _KEPT_DIST_INFO = ("METADATA", "LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
@@ -215,6 +225,56 @@ def collect(source: Path, site: Path) -> dict[str, Path]:
     return entries
 
 
+def runtime_python() -> str | None:
+    """A Python of the Lambda runtime's version, to compile bytecode with."""
+    candidates = [os.environ.get("LAMBDA_PYTHON"), shutil.which(f"python{PYTHON_VERSION}")]
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates += sorted(str(p) for p in pyenv.glob(f"{PYTHON_VERSION}.*/bin/python3"))
+    for candidate in candidates:
+        if not candidate:
+            continue
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == PYTHON_VERSION:
+            return candidate
+    return None
+
+
+def compile_bytecode(entries: dict[str, Path], python: str, stage: Path) -> dict[str, Path]:
+    """The `.pyc` of every module in `entries`, compiled by `python` as Lambda would load it."""
+    for name, path in entries.items():
+        if name.endswith(".py"):
+            target = stage / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    subprocess.run(
+        [
+            python,
+            "-m",
+            "compileall",
+            "-q",
+            # PEP 552: no source timestamp inside, never re-checked (the zip never changes)
+            "--invalidation-mode=unchecked-hash",
+            # tracebacks name the files where Lambda unpacks them
+            "-s",
+            str(stage),
+            "-p",
+            LAMBDA_TASK_ROOT,
+            str(stage),
+        ],
+        check=True,
+    )
+    return {
+        path.relative_to(stage).as_posix(): path
+        for path in sorted(stage.rglob("*.pyc"))
+        if path.parent.name == "__pycache__"
+    }
+
+
 def _timestamp() -> tuple[int, int, int, int, int, int]:
     epoch = max(int(os.environ.get("SOURCE_DATE_EPOCH", ZIP_EPOCH)), ZIP_EPOCH)
     return time.gmtime(epoch)[:6]
@@ -240,9 +300,20 @@ def build(
 ) -> Path:
     pins = read_lock()
     check_lock(pins)
-    with tempfile.TemporaryDirectory(prefix="lambda-site-") as site:
-        install(pins, cache, Path(site))
-        write_zip(collect(source, Path(site)), output)
+    python = runtime_python()
+    if python is None:
+        print(
+            f"build_lambda: no Python {PYTHON_VERSION} found (set LAMBDA_PYTHON): the zip has no "
+            "bytecode, and every cold start compiles the modules",
+            file=sys.stderr,
+        )
+    with tempfile.TemporaryDirectory(prefix="lambda-site-") as work:
+        site, stage = Path(work) / "site", Path(work) / "bytecode"
+        install(pins, cache, site)
+        entries = collect(source, site)
+        if python is not None:
+            entries.update(compile_bytecode(entries, python, stage))
+        write_zip(entries, output)
     return output
 
 
