@@ -115,6 +115,8 @@ def prepare() -> Tree:
     steps += [["--no-deps", *group] for group in _rounds(OLDER)]
     steps += [["--no-deps", "--no-binary", ":all:", *group] for group in _rounds(SDISTS)]
     done: list[list[str]] = json.loads(stamp.read_text()) if stamp.exists() else []
+    if not any(directory.iterdir()):
+        done = []  # the files are gone: download again
     for step in steps:
         key = [python, *step]
         if key in done:

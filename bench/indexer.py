@@ -3,8 +3,8 @@
 Stores hold tiny but valid wheels, 100 per project, so that every file is read, hashed and
 inspected (its METADATA becomes a PEP 658 file) exactly as in production. A full reindex is
 `serverless-pypi reindex --store ...` in a subprocess: "fresh" on a store without derived
-data (every file indexed), "no-op" on a store already indexed. Peak memory is the
-subprocess's maximum resident set size (`wait4`'s rusage).
+data (every file indexed), "no-op" on a store already indexed. Peak memory is that
+process's maximum resident set size, read by a small parent (`bench/maxrss.py`).
 
 One event: a new file in an existing project of 100 files (and a file of a new project,
 which also changes the project list), indexed warm as a Lambda function would
@@ -14,14 +14,15 @@ the local directory, which has no events).
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from .common import BIN, WORK, Moto, clean_env, environment, log, moto_server, summary
+from .common import BIN, ROOT, WORK, Moto, clean_env, environment, log, moto_server, summary
 from .lambda_events import CallCounter, CountingStore, silence_logs
 from .populate import tiny_wheel, write_wheel_tree
 
@@ -59,20 +60,30 @@ def strip_derived(root: Path) -> None:
 
 def reindex(store: str, env: dict[str, str] | None = None) -> dict[str, float]:
     """Run `serverless-pypi reindex`; wall seconds and peak RSS (MiB) of that process."""
+    report = WORK / "maxrss.json"
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [str(BIN / "serverless-pypi"), "reindex", "--store", store],
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.maxrss",
+            str(report),
+            str(BIN / "serverless-pypi"),
+            "reindex",
+            "--store",
+            store,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=env or clean_env(),
+        env={**(env or clean_env()), "PYTHONPATH": str(ROOT)},
+        check=False,
     )
-    _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    errors = process.stderr.read().decode() if process.stderr else ""
-    if process.returncode != 0:
-        raise RuntimeError(f"reindex of {store} failed ({process.returncode}):\n{errors[-3000:]}")
-    return {"seconds": seconds, "peak_mib": usage.ru_maxrss / 1024}
+    if done.returncode != 0:
+        errors = done.stderr.decode(errors="replace")
+        raise RuntimeError(f"reindex of {store} failed ({done.returncode}):\n{errors[-3000:]}")
+    peak = json.loads(report.read_text())["maxrss_kib"]
+    return {"seconds": seconds, "peak_mib": peak / 1024}
 
 
 def _runs(files: int, quick: bool) -> int:
@@ -157,7 +168,7 @@ def s3_events(moto: Moto, bucket: str, files: int, count: int) -> dict[str, Any]
                         raise RuntimeError(f"event for {key}: {answer}")
                 results[kind] = {**summary(samples), "calls": max(calls)}
         finally:
-            aws_lambda.indexer = original  # type: ignore[method-assign]
+            aws_lambda.indexer = original
     return results
 
 
@@ -185,7 +196,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             fresh.append(reindex(str(root)))
             noop.append(reindex(str(root)))
         for kind, runs in (("fresh", fresh), ("no-op", noop)):
-            row = {
+            row: dict[str, Any] = {
                 "store": "local",
                 "files": files,
                 "kind": kind,

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import BIN, WORK, clean_env, log, ratio, summary
+from .common import BIN, WORK, Server, clean_env, log, ratio, summary
 from .corpus import Tree
 from .servers import Stores, prepare, start
 
@@ -123,12 +123,14 @@ def run(tree: Tree, quick: bool = False, stores: Stores | None = None) -> dict[s
     stores = stores or prepare(tree)
     repeats = {"pip": 2 if quick else 3, "uv": 2 if quick else 9}
     root = scratch()
-    servers = {name: start(name, stores, tree.requirements[0]) for name in SERVERS}
-    urls: dict[str, str | None] = {name: server.url for name, server in servers.items()}
-    urls["no-index"] = None
+    servers: dict[str, Server] = {}
     samples: dict[str, list[float]] = {}
     sets: dict[str, list[str]] = {}
     try:
+        for name in SERVERS:
+            servers[name] = start(name, stores, tree.requirements[0])
+        urls: dict[str, str | None] = {name: server.url for name, server in servers.items()}
+        urls["no-index"] = None
         for client in CLIENTS:
             # warm caches: one untimed install per source fills them
             for name, url in urls.items():

@@ -138,11 +138,13 @@ def run(moto: Moto, quick: bool = False) -> dict[str, Any]:
                     f"p50 {row['p50'] * 1000:8.2f} ms  p99 {row['p99'] * 1000:8.2f} ms  "
                     f"{row['calls']} calls  n={row['n']}"
                 )
-        aws_lambda.application = original  # type: ignore[method-assign]
+        aws_lambda.application = original
 
     def p50(handler: str, files: int) -> float:
-        return next(
-            r["p50"] for r in results["rows"] if r["handler"] == handler and r["files"] == files
+        return float(
+            next(
+                r["p50"] for r in results["rows"] if r["handler"] == handler and r["files"] == files
+            )
         )
 
     results["speedup_1000"] = ratio(p50("reference-s3", 1_000), p50("ours-s3", 1_000))

@@ -6,6 +6,8 @@
   automatic choice when watchdog is installed; `--cache-control` on downloads, as its
   documentation advises for pip's cache)
 - static: pre-rendered pages from memory on the same WSGI server (the floor; throughput only)
+- ours-1-thread: ours with one worker thread instead of 16 (throughput only: shows what
+  threads contending for the GIL cost)
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def start(kind: str, stores: Stores, probe: str) -> Server:
     """Start one server; `probe` is a project name that must answer 200."""
     port = free_port()
     logs = WORK / "logs" / f"{kind}-{port}.log"
-    if kind == "ours":
+    if kind in ("ours", "ours-1-thread"):
         argv = [
             str(BIN / "serverless-pypi"),
             "serve",
@@ -70,6 +72,8 @@ def start(kind: str, stores: Stores, probe: str) -> Server:
             "--port",
             str(port),
         ]
+        if kind == "ours-1-thread":
+            argv += ["--threads", "1"]
     elif kind in ("pypiserver", "pypiserver-simple-dir"):
         backend = "simple-dir" if kind == "pypiserver-simple-dir" else "auto"
         argv = [

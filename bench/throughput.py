@@ -20,7 +20,7 @@ from .common import PIP_HEADERS, ROOT, WORK, clean_env, log, ratio, summary
 from .corpus import Tree
 from .servers import Stores, prepare, start
 
-SERVERS = ("ours", "pypiserver", "pypiserver-simple-dir", "static")
+SERVERS = ("ours", "ours-1-thread", "pypiserver", "pypiserver-simple-dir", "static")
 CONCURRENCY = (1, 8, 64)
 
 WRK_SCRIPT = """
@@ -120,7 +120,7 @@ def run(tree: Tree, quick: bool = False, stores: Stores | None = None) -> dict[s
                 )
         finally:
             server.stop()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for kind in SERVERS:
         for connections in CONCURRENCY:
             runs = samples[kind][connections]
