@@ -20,14 +20,13 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from .access import AccessControl
 from .app import Application, index_route
 from .config import Settings
 from .core.http import Headers, Request, Response, error
 from .storage.s3 import S3Store
-from .tokens import TokenCache
 
 if TYPE_CHECKING:
+    from .access import AccessControl
     from .indexer import Indexer
     from .upload import UploadHandler
 
@@ -56,7 +55,15 @@ def _build_application() -> Application:
     store = _store()
     location = store.location.rstrip("/")
     settings = Settings.from_env(max_inline_body=MAX_INLINE_BODY)
-    access = AccessControl(TokenCache(store), settings)
+
+    @functools.cache
+    def access() -> AccessControl:
+        # tokens are needed by uploads and by a locked index only: an open index reads
+        # without importing them
+        from .access import AccessControl
+        from .tokens import TokenCache
+
+        return AccessControl(TokenCache(store), settings)
 
     @functools.cache
     def uploads() -> UploadHandler:
@@ -67,7 +74,7 @@ def _build_application() -> Application:
         return UploadHandler(
             Catalog(store),
             settings,
-            access.check_upload,
+            access().check_upload,
             max_file_size=min(settings.max_upload_size, MAX_UPLOAD_THROUGH_LAMBDA),
             too_large_hint=(
                 " A request through API Gateway and Lambda carries at most 6 MB (base64 adds a "
@@ -79,7 +86,8 @@ def _build_application() -> Application:
     def upload(request: Request) -> Response:
         return uploads()(request)
 
-    return Application(store, settings, upload=upload, access=access)
+    locked = access() if settings.require_auth_for_read else None
+    return Application(store, settings, upload=upload, access=locked)
 
 
 @functools.cache
