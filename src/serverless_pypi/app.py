@@ -44,7 +44,7 @@ from .core.names import (
 )
 from .core.negotiate import Format, choose_format
 from .core.render import project_page, render_html, render_json, root_page
-from .storage import NotFound, NotModified, Store, StoreError
+from .storage import NotFound, NotModified, ObjectInfo, Store, StoreError
 
 __all__ = ["Application", "BadRequest"]
 
@@ -283,16 +283,15 @@ class Application:
             raise BadRequest(400, f"Not a file name: {e}") from None
         if filename.endswith(".metadata"):
             return self._metadata(name, filename.removesuffix(".metadata"))
-        key = self._locate(name, filename)
-        if key is None:
+        info = self._locate(name, filename)
+        if info is None:
             return error(404, f"No file {filename!r} in project {name!r}.")
-        url = self.store.presign(key, request.method, self.settings.presigned_url_ttl)
+        url = self.store.presign(info.key, request.method, self.settings.presigned_url_ttl)
         if url is not None:
             return redirect(302, url)
-        path = self.store.local_path(key)
+        path = self.store.local_path(info.key)
         if path is None:
             return error(404, f"No file {filename!r} in project {name!r}.")
-        info = self.store.head(key)
         return Response(
             200,
             {
@@ -316,25 +315,24 @@ class Application:
         }
         return Response(200, headers, blob.data)
 
-    def _locate(self, name: NormalizedName, filename: str) -> str | None:
-        """The store key of a project's file: its own folder, else the manifest, else a scan."""
-        direct = layout.distribution_key(name, filename)
-        try:
-            self.store.head(direct)
-            return direct
-        except NotFound:
-            pass
+    def _locate(self, name: NormalizedName, filename: str) -> ObjectInfo | None:
+        """A project's file: in its own folder (one HEAD), else where the manifest or a scan of
+        un-normalized folders says."""
+        if info := self._head(layout.distribution_key(name, filename)):
+            return info
         index, _ = self.catalog.read_project(name)
         if filename in index.files:
-            return index.files[filename].key
+            return self._head(index.files[filename].key)
         for folder in self.catalog.project_folders().get(name, []):
-            key = layout.distribution_key(folder, filename)
-            try:
-                self.store.head(key)
-                return key
-            except NotFound:
-                continue
+            if info := self._head(layout.distribution_key(folder, filename)):
+                return info
         return None
+
+    def _head(self, key: str) -> ObjectInfo | None:
+        try:
+            return self.store.head(key)
+        except NotFound:
+            return None
 
 
 def index_route(path: str) -> str | Response:
