@@ -318,21 +318,15 @@ class Application:
     def _locate(self, name: NormalizedName, filename: str) -> ObjectInfo | None:
         """A project's file: in its own folder (one HEAD), else where the manifest or a scan of
         un-normalized folders says."""
-        if info := self._head(layout.distribution_key(name, filename)):
+        if info := self.store.find(layout.distribution_key(name, filename)):
             return info
         index, _ = self.catalog.read_project(name)
         if filename in index.files:
-            return self._head(index.files[filename].key)
+            return self.store.find(index.files[filename].key)
         for folder in self.catalog.project_folders().get(name, []):
-            if info := self._head(layout.distribution_key(folder, filename)):
+            if info := self.store.find(layout.distribution_key(folder, filename)):
                 return info
         return None
-
-    def _head(self, key: str) -> ObjectInfo | None:
-        try:
-            return self.store.head(key)
-        except NotFound:
-            return None
 
 
 def index_route(path: str) -> str | Response:

@@ -25,9 +25,23 @@ from .core.render import project_page, render_html, render_json, root_page
 from .storage import NotFound, Store
 from .storage.swap import MAX_ATTEMPTS, Contention, compare_and_swap
 
-__all__ = ["Catalog", "Contention"]
+__all__ = ["Catalog", "Contention", "rendered_pages"]
 
 log = logging.getLogger(__name__)
+
+
+def rendered_pages(index: ProjectIndex) -> dict[str, tuple[bytes | None, Format]]:
+    """The project's page objects, gzip-compressed, by key (None: the page must not exist)."""
+    page = project_page(index) if index.served() else None
+    pages: dict[str, tuple[bytes | None, Format]] = {}
+    for fmt in (Format.JSON_V1, Format.HTML):
+        key = layout.page_key(index.name, json=fmt.is_json)
+        if page is None:
+            pages[key] = (None, fmt)
+        else:
+            body = render_json(page) if fmt.is_json else render_html(page)
+            pages[key] = (compress(body), fmt)
+    return pages
 
 
 class Catalog:
@@ -142,11 +156,8 @@ class Catalog:
         """Run `render` (which returns the source etag it rendered) until it saw the newest."""
         for _ in range(MAX_ATTEMPTS):
             rendered = render()
-            try:
-                current: str | None = self.store.head(source).etag
-            except NotFound:
-                current = None
-            if current == rendered:
+            current = self.store.find(source)
+            if (current.etag if current else None) == rendered:
                 return
         raise Contention(f"{source!r} kept changing while its renderings were written")
 
@@ -155,18 +166,13 @@ class Catalog:
 
         def render() -> str | None:
             index, etag = self.read_project(name)
-            keys = {fmt: layout.page_key(name, json=fmt) for fmt in (True, False)}
-            if not index.served():
-                for key in keys.values():
+            for key, (body, fmt) in rendered_pages(index).items():
+                if body is None:
                     self.store.delete(key)
-                return etag
-            page = project_page(index)
-            for is_json, key in keys.items():
-                body = render_json(page) if is_json else render_html(page)
-                fmt = Format.JSON_V1 if is_json else Format.HTML
-                self.store.put(
-                    key, compress(body), content_type=fmt.content_type, content_encoding="gzip"
-                )
+                else:
+                    self.store.put(
+                        key, body, content_type=fmt.content_type, content_encoding="gzip"
+                    )
             return etag
 
         self._render_until_current(layout.manifest_key(name), render)

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from . import layout
-from .catalog import Catalog
-from .core.http import compress
+from .catalog import Catalog, rendered_pages
 from .core.model import FileRecord, ProjectIndex, format_upload_time
 from .core.names import (
     Distribution,
@@ -28,7 +27,6 @@ from .core.names import (
     normalize_project_name,
     parse_distribution_filename,
 )
-from .core.render import project_page, render_html, render_json
 from .derive import derive_from_store, record_for
 from .storage import NotFound, ObjectInfo, PreconditionFailed, Store
 
@@ -123,10 +121,7 @@ class Indexer:
             return Outcome(key, "skipped", classified)
         name, dist = classified
         for _ in range(_MAX_ROUNDS):
-            try:
-                info: ObjectInfo | None = self.store.head(key)
-            except NotFound:
-                info = None
+            info = self.store.find(key)
             if info is None:
                 outcome = self._remove(name, dist.filename, key)
             else:
@@ -135,11 +130,8 @@ class Indexer:
                 except PreconditionFailed:
                     continue  # the object changed while we read it: look again
             # the object may have changed while we worked: done only if it still matches
-            try:
-                now: str | None = self.store.head(key).etag
-            except NotFound:
-                now = None
-            if now == (info.etag if info else None):
+            now = self.store.find(key)
+            if (now.etag if now else None) == (info.etag if info else None):
                 return outcome
         return Outcome(key, "skipped", "the object kept changing; the next event or reindex will")
 
@@ -165,7 +157,7 @@ class Indexer:
         current = index.files.get(dist.filename)
         if current is not None and current.key != info.key:
             # the same file name in two folders of one project: the listed one stays
-            if self._exists(current.key):
+            if self.store.find(current.key) is not None:
                 reason = f"duplicate of {current.key!r}, which the index already lists"
                 log.warning("skipped %r: %s", info.key, reason)
                 return Outcome(info.key, "skipped", reason)
@@ -199,13 +191,6 @@ class Indexer:
         else:
             self.catalog.delete_metadata(name, dist.filename)
         return record_for(info, derived, format_upload_time(info.last_modified))
-
-    def _exists(self, key: str) -> bool:
-        try:
-            self.store.head(key)
-        except NotFound:
-            return False
-        return True
 
     # -- the whole store ------------------------------------------------------------------
     def reindex(
@@ -344,7 +329,7 @@ class Indexer:
         stale = {
             filename: record.key
             for filename, record in index.files.items()
-            if filename not in listing and not self._exists(record.key)
+            if filename not in listing and self.store.find(record.key) is None
         }
         report.removed += list(stale.values())
         if not check and (fresh or stale):
@@ -365,19 +350,13 @@ class Indexer:
         return report, bool(index.served() or (check and listing))
 
     def _pages_stale(self, index: ProjectIndex) -> bool:
-        page = project_page(index) if index.served() else None
-        for is_json in (True, False):
-            key = layout.page_key(index.name, json=is_json)
+        """Whether the stored pages differ from what `refresh_pages` would write now."""
+        for key, (wanted, _fmt) in rendered_pages(index).items():
             try:
                 stored: bytes | None = self.store.get(key).data
             except NotFound:
                 stored = None
-            if page is None:
-                if stored is not None:
-                    return True
-                continue
-            body = render_json(page) if is_json else render_html(page)
-            if stored != compress(body):
+            if stored != wanted:
                 return True
         return False
 
@@ -388,10 +367,8 @@ def _reconcile(
     """A manifest change that applies a reindex without undoing concurrent updates."""
 
     def etag_now(key: str) -> str | None:
-        try:
-            return store.head(key).etag
-        except NotFound:
-            return None
+        info = store.find(key)
+        return info.etag if info else None
 
     def change(project: ProjectIndex) -> bool:
         changed = False

@@ -107,6 +107,13 @@ class Store(ABC):
     def list_folders(self, prefix: str = "") -> Iterator[str]:
         """Names of the "folders" directly under `prefix` (keys with a further `/`)."""
 
+    def find(self, key: str) -> ObjectInfo | None:
+        """The object's size, etag and time, or None when there is no such object."""
+        try:
+            return self.head(key)
+        except NotFound:
+            return None
+
     def presign(self, key: str, method: str, expires: int) -> str | None:
         """A URL that serves the object without the index, or None if the store has none."""
         return None
