@@ -56,6 +56,9 @@ RUNTIME_PROVIDED = frozenset(
     canonicalize_name(n)
     for n in ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six")
 )
+#: dependencies of the local server and the command line only (`serverless-pypi serve`, its
+#: progress bar): the Lambda functions never import them, so the zip leaves them out
+LOCAL_ONLY = frozenset(canonicalize_name(n) for n in ("waitress", "tqdm"))
 #: PEP 508 marker environment of the Lambda runtime, to evaluate dependency markers
 LAMBDA_MARKERS = {
     "implementation_name": "cpython",
@@ -120,7 +123,7 @@ def _runtime_requirements(requirements: Iterable[str]) -> set[NormalizedName]:
 def check_lock(pins: list[Pin], pyproject: Path = PYPROJECT) -> None:
     """The lock bundles exactly what the package needs at run time beyond the runtime's own."""
     project = tomllib.loads(pyproject.read_text())["project"]
-    needed = _runtime_requirements(project.get("dependencies", [])) - RUNTIME_PROVIDED
+    needed = _runtime_requirements(project.get("dependencies", [])) - RUNTIME_PROVIDED - LOCAL_ONLY
     locked = {p.name for p in pins}
     if missing := needed - locked:
         raise BuildError(

@@ -90,8 +90,34 @@ resource "aws_lambda_function_url" "api" {
   #checkov:skip=CKV_AWS_258:Public by design, as an index must be for pip; the index checks its own tokens (Basic auth) for uploads and, with require_auth_for_read, for reads. Clients cannot sign requests with SigV4.
   count              = local.function_url ? 1 : 0
   function_name      = aws_lambda_function.api.function_name
-  authorization_type = "NONE" # the provider also adds the two public-invoke permissions
+  authorization_type = "NONE"
   invoke_mode        = "BUFFERED"
+}
+
+# Public access to a function URL (auth type NONE) created since October 2025 needs two grants:
+# lambda:InvokeFunctionUrl (condition lambda:FunctionUrlAuthType = NONE) and
+# lambda:InvokeFunction (condition lambda:InvokedViaFunctionUrl = true), else it answers 403.
+# The provider adds both statements when it creates the URL, but outside the state: they are
+# not restored when removed, nor added to a URL created by an older provider. These two are in
+# the state. Their statement ids differ from the provider's, so both sets can coexist.
+resource "aws_lambda_permission" "function_url" {
+  #checkov:skip=CKV_AWS_301:Public by design, as an index must be for pip: the grant applies only to calls through the function URL, and the index checks its own tokens for uploads and, with require_auth_for_read, for reads.
+  count                  = local.function_url ? 1 : 0
+  statement_id           = "AllowPublicFunctionUrl"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.api.function_name
+  principal              = "*"
+  function_url_auth_type = "NONE"
+}
+
+resource "aws_lambda_permission" "function_url_invoke" {
+  #checkov:skip=CKV_AWS_301:Public by design, as an index must be for pip: invoked_via_function_url limits the grant to calls through the function URL, and the index checks its own tokens for uploads and, with require_auth_for_read, for reads.
+  count                    = local.function_url ? 1 : 0
+  statement_id             = "AllowPublicInvokeViaFunctionUrl"
+  action                   = "lambda:InvokeFunction"
+  function_name            = aws_lambda_function.api.function_name
+  principal                = "*"
+  invoked_via_function_url = true
 }
 
 # -- "rest_api": routes on your REST API, as the reference module's v7 does --------------------

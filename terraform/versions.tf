@@ -4,8 +4,8 @@ terraform {
   required_providers {
     aws = {
       source = "hashicorp/aws"
-      # 6.28: aws_lambda_function_url with authorization_type NONE also grants the
-      # lambda:InvokeFunction permission (InvokedViaFunctionUrl) that new function URLs need
+      # 6.28: aws_lambda_permission's invoked_via_function_url, for the lambda:InvokeFunction
+      # grant that function URLs created since October 2025 need (front.tf)
       version = ">= 6.28, < 7.0"
     }
   }

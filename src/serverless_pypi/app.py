@@ -18,6 +18,8 @@ import fnmatch
 import gzip
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable
 from urllib.parse import quote, unquote
 
@@ -25,6 +27,8 @@ from . import layout
 from .catalog import Catalog
 from .config import Settings
 from .core.http import (
+    IfNoneMatch,
+    InvalidConditional,
     Request,
     Response,
     accepts_gzip,
@@ -32,19 +36,25 @@ from .core.http import (
     error,
     etag_matches,
     make_etag,
+    parse_if_none_match,
     redirect,
 )
 from .core.model import FileRecord, ProjectIndex, format_upload_time
 from .core.names import (
+    Distribution,
+    Identity,
     InvalidFilename,
     InvalidProjectName,
     NormalizedName,
     check_filename,
     normalize_project_name,
+    parse_distribution_filename,
 )
 from .core.negotiate import Format, choose_format
 from .core.render import project_page, render_html, render_json, root_page
-from .storage import NotFound, NotModified, ObjectInfo, Store, StoreError
+from .storage import NotFound, NotModified, ObjectInfo, Store, StoreError, StoreUnavailable
+from .storage.cache import RevalidatingCache
+from .storage.swap import Contention
 
 __all__ = ["Application", "BadRequest"]
 
@@ -55,8 +65,15 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 _ENCODED_SEPARATOR = re.compile(r"%(2f|5c)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # RFC 9110 section 8.8.3: opaque-tag = DQUOTE *etagc DQUOTE (ASCII etagc only)
-_ENTITY_TAG = re.compile(r'"[\x21\x23-\x7e]*"')
 _VARY = "Accept, Accept-Encoding"
+#: seconds a client should wait before retrying a transient store failure (RFC 9110 10.2.3)
+RETRY_AFTER = "2"
+#: a store failure with the same cause is logged at most once per this many seconds
+REPORT_INTERVAL = 600.0
+#: distinct store failures remembered (a bound on the memory they take)
+_MAX_REPORTED = 64
+#: bytes of manifests (as stored) the application keeps parsed in memory, per process
+MANIFEST_CACHE_BYTES = 16 * 1024 * 1024
 #: uploads are accepted at the index root and, as on PyPI, at "legacy/"
 UPLOAD_PATHS = ([""], ["legacy", ""], ["legacy"])
 
@@ -91,6 +108,14 @@ def split_path(raw: str) -> list[str]:
     return segments
 
 
+def _if_none_match(request: Request) -> IfNoneMatch | None:
+    """The request's If-None-Match, parsed; 400 when it is malformed or oversized."""
+    try:
+        return parse_if_none_match(request.headers.get("if-none-match"))
+    except InvalidConditional as e:
+        raise BadRequest(400, f"Bad If-None-Match header: {e}.") from None
+
+
 def _normalize_pattern(pattern: str) -> str:
     # normalize a glob the way project names are normalized, keeping its wildcards
     return re.sub(r"[-_.]+", "-", pattern).lower()
@@ -111,16 +136,67 @@ class Application:
         self.upload = upload
         self.access = access
         self._private = tuple(_normalize_pattern(p) for p in self.settings.private_projects)
+        # every download reads its project's manifest: parsed once, revalidated per use
+        self._manifests = RevalidatingCache(store, ProjectIndex.from_bytes, MANIFEST_CACHE_BYTES)
+        self._reported: dict[str, float] = {}  # cause -> when it was last logged
+        self._reported_lock = threading.Lock()
 
     # -- entry point ------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
         try:
+            if request.method in READ_METHODS:
+                _if_none_match(request)  # a malformed conditional is refused on every read
             return self._dispatch(request)
         except BadRequest as e:
             return error(e.status, e.message)
-        except StoreError:
-            log.exception("store failure on %s", request.method)
-            return error(502, "The package store failed to answer; try again shortly.")
+        except StoreError as e:
+            return self._store_failure(request, e)
+
+    def _store_failure(self, request: Request, failure: StoreError) -> Response:
+        """The answer to a store that failed: 503 naming the cause when it is known.
+
+        Known causes (RFC 9110 section 15.6.4: the service is unavailable) are logged once per
+        cause and REPORT_INTERVAL, not with a traceback per request; transient ones (contention,
+        an endpoint that does not answer) carry Retry-After. Anything else is a 502 with its
+        traceback logged.
+        """
+        if isinstance(failure, Contention):
+            self._log_once("contention", f"contention: {failure}", logging.WARNING)
+            return error(
+                503,
+                "The index is busy with concurrent changes to the same project; try again.",
+                {"Retry-After": RETRY_AFTER},
+            )
+        if isinstance(failure, StoreUnavailable):
+            where = failure.location or self.store.location
+            cause = f"store unavailable: {where}: {failure.cause}"
+            self._log_once(cause, f"{cause} ({failure.detail})" if failure.detail else cause)
+            if failure.transient:
+                return error(
+                    503,
+                    f"The package store does not answer ({failure.cause}); try again shortly.",
+                    {"Retry-After": RETRY_AFTER},
+                )
+            return error(
+                503,
+                f"The package store cannot be used: {failure.cause}. "
+                "The index's operator needs to fix its configuration.",
+            )
+        log.exception("store failure on %s", request.method)
+        return error(502, "The package store failed to answer; try again shortly.")
+
+    def _log_once(self, cause: str, message: str, level: int = logging.ERROR) -> None:
+        # one line per distinct cause and REPORT_INTERVAL: a broken store must not flood the
+        # log, and an outage next week is still seen by a server that runs for weeks
+        now = time.monotonic()
+        with self._reported_lock:
+            last = self._reported.get(cause)
+            if last is not None and now - last < REPORT_INTERVAL:
+                return
+            if last is None and len(self._reported) >= _MAX_REPORTED:
+                self._reported.pop(next(iter(self._reported)))
+            self._reported[cause] = now
+        log.log(level, "%s", message)
 
     def _dispatch(self, request: Request) -> Response:
         segments = split_path(request.path)
@@ -185,10 +261,10 @@ class Application:
 
     def _stored_page(self, request: Request, fmt: Format, key: str) -> Response | None:
         """Serve a precomputed, gzip-compressed page object; None if there is none."""
-        wanted = request.headers.get("if-none-match")
-        # one well-formed tag (not a list, not `*`) can be checked by the store itself
-        tag = wanted.strip().removeprefix("W/") if wanted else ""
-        store_etag = tag if _ENTITY_TAG.fullmatch(tag) else None
+        wanted = _if_none_match(request)
+        # only one bounded, well-formed ASCII tag is passed on for the store to compare (S3
+        # answers 400 to an oversized or odd one); a list or `*` is compared here
+        store_etag = wanted.single_tag() if wanted is not None else None
         headers = {
             "Content-Type": fmt.content_type,
             "Cache-Control": self.settings.cache_control,
@@ -201,7 +277,7 @@ class Application:
         except NotFound:
             return None
         headers["ETag"] = "W/" + blob.etag
-        if etag_matches(wanted, blob.etag):
+        if wanted is not None and wanted.matches(blob.etag):
             return Response(304, headers)
         limit = self.settings.max_inline_body
         if accepts_gzip(request.headers):
@@ -217,19 +293,18 @@ class Application:
         return Response(200, headers, body)
 
     def _root(self, request: Request) -> Response:
+        """The project list, HTML and JSON rendered from one read of one source.
+
+        The source is the index's project list (`projects.json`), else the live project folders.
+        The store's `index.html` is never served: one left by the reference module links
+        un-normalized folders (`My_Pkg`, `my.pkg`) where the JSON list names `my-pkg`.
+        """
         fmt = choose_format(request.headers.get("accept"), request.query_param("format"))
-        if fmt.is_json:
-            names, etag = self.catalog.read_project_names()
-            if etag is None:
-                names = set(self.catalog.project_folders())
-            body = render_json(root_page(names))
-            return self._page_response(request, fmt, body, make_etag(body))
-        try:
-            blob = self.store.get(layout.ROOT_HTML)
-            body = blob.data
-        except NotFound:
-            names, _ = self.catalog.read_project_names()
-            body = render_html(root_page(names | set(self.catalog.project_folders())))
+        names, etag = self.catalog.read_project_names()
+        if etag is None:
+            names = set(self.catalog.project_folders())
+        page = root_page(names)
+        body = render_json(page) if fmt.is_json else render_html(page)
         return self._page_response(request, fmt, body, make_etag(body))
 
     def _project(self, request: Request, name: NormalizedName) -> Response:
@@ -240,27 +315,40 @@ class Application:
         index = self._live_index(name)
         if index is None:
             return self._unknown_project(name)
+        if not index.served():
+            # in the store, but every file was refused (or removed): never sent to a fallback
+            return error(404, f"Project {name!r} has no files this index serves.")
         page = project_page(index)
         body = render_json(page) if fmt.is_json else render_html(page)
         return self._page_response(request, fmt, body, make_etag(body))
 
+    def _manifest(self, name: NormalizedName) -> ProjectIndex | None:
+        """The project's manifest (one conditional GET), None when it has none."""
+        found = self._manifests.get(layout.manifest_key(name))
+        return found[0] if found is not None else None
+
     def _live_index(self, name: NormalizedName) -> ProjectIndex | None:
-        """The project's files when it has no precomputed page: its manifest, else a listing."""
-        index, _ = self.catalog.read_project(name)
-        if index.served():
+        """The project's files when it has no precomputed page: its manifest, else a listing.
+
+        A project with a manifest is served from it alone, even when it lists nothing: a
+        publisher writes the manifest before any bytes, so a file is never listed before its
+        record (or after the indexer refused it). Only a project never indexed at all is
+        listed live, without hashes: its keys that are distributions of the project, one per
+        distribution identity (the first in key order), as the indexer will list them.
+        """
+        index = self._manifest(name)
+        if index is not None:
             return index
         index = ProjectIndex(name)
+        seen: set[Identity] = set()
         for folder in self.catalog.project_folders().get(name, []):
             for info in self.store.list(folder + "/"):
-                split = layout.split_key(info.key)
-                if split is None or split[1] in index.files:
+                dist = _distribution_of(name, info.key)
+                if dist is None or dist.identity in seen:
                     continue
-                try:
-                    check_filename(split[1])
-                except InvalidFilename:
-                    continue
-                index.files[split[1]] = FileRecord(
-                    filename=split[1],
+                seen.add(dist.identity)
+                index.files[dist.filename] = FileRecord(
+                    filename=dist.filename,
                     key=info.key,
                     size=info.size,
                     upload_time=format_upload_time(info.last_modified),
@@ -283,14 +371,16 @@ class Application:
             raise BadRequest(400, f"Not a file name: {e}") from None
         if filename.endswith(".metadata"):
             return self._metadata(name, filename.removesuffix(".metadata"))
-        info = self._locate(name, filename)
-        if info is None:
+        found = self._locate(name, filename)
+        if found is None:
             return error(404, f"No file {filename!r} in project {name!r}.")
-        url = self.store.presign(info.key, request.method, self.settings.presigned_url_ttl)
+        url = self.store.presign(found.key, request.method, self.settings.presigned_url_ttl)
         if url is not None:
             return redirect(302, url)
-        path = self.store.local_path(info.key)
-        if path is None:
+        # served from a directory: a stat for the size and etag of the bytes there now
+        info = self.store.find(found.key) if isinstance(found, FileRecord) else found
+        path = self.store.local_path(found.key) if info is not None else None
+        if info is None or path is None:
             return error(404, f"No file {filename!r} in project {name!r}.")
         return Response(
             200,
@@ -315,18 +405,42 @@ class Application:
         }
         return Response(200, headers, blob.data)
 
-    def _locate(self, name: NormalizedName, filename: str) -> ObjectInfo | None:
-        """A project's file: in its own folder (one HEAD), else where the manifest or a scan of
-        un-normalized folders says."""
+    def _locate(self, name: NormalizedName, filename: str) -> FileRecord | ObjectInfo | None:
+        """Where a served distribution of the project lives; None for anything else.
+
+        Only a wheel or sdist of this project is ever served (never `credentials.json` or
+        other objects in its folders). For a project with a manifest: its record, unless the
+        indexer refused the file (one conditional GET of the manifest, no HEAD of the file).
+        For a project never indexed: its own folder (one HEAD), else its un-normalized ones.
+        """
+        try:
+            dist = parse_distribution_filename(filename)
+        except InvalidFilename:
+            return None
+        if dist.project != name:
+            return None
+        index = self._manifest(name)
+        if index is not None:
+            record = index.files.get(filename)
+            return record if record is not None and record.problem is None else None
         if info := self.store.find(layout.distribution_key(name, filename)):
             return info
-        index, _ = self.catalog.read_project(name)
-        if filename in index.files:
-            return self.store.find(index.files[filename].key)
         for folder in self.catalog.project_folders().get(name, []):
             if info := self.store.find(layout.distribution_key(folder, filename)):
                 return info
         return None
+
+
+def _distribution_of(name: NormalizedName, key: str) -> Distribution | None:
+    """The distribution of project `name` that `key` holds, if it holds one."""
+    split = layout.split_key(key)
+    if split is None:
+        return None
+    try:
+        dist = parse_distribution_filename(split[1])
+    except InvalidFilename:
+        return None
+    return dist if dist.project == name else None
 
 
 def index_route(path: str) -> str | Response:

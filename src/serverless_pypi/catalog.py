@@ -7,7 +7,11 @@ Nothing is ever dropped by two writers racing.
 
 Rendered objects (pages, `index.html`) are caches of a document. After writing them, the
 writer checks that the document still has the etag it rendered; if not, it renders again.
-The last writer of a rendering therefore always saw the newest document.
+The last writer of a rendering therefore always saw the newest document. And every write
+path, even one that changed nothing (an identical re-upload, a repeated event), ends by
+comparing the renderings with what the documents render now (`Catalog.converge`): a writer
+that failed between the document and its renderings is repaired by the next one, or by its
+own retry.
 """
 
 from __future__ import annotations
@@ -75,30 +79,74 @@ class Catalog:
 
     # -- compare-and-swap -------------------------------------------------------------
     def update_project(
-        self, name: NormalizedName, change: Callable[[ProjectIndex], bool]
+        self,
+        name: NormalizedName,
+        change: Callable[[ProjectIndex], bool],
+        *,
+        root: bool = True,
     ) -> ProjectIndex:
         """Apply `change` to the project's manifest atomically and refresh what derives from it.
 
         `change` edits the index in place and says whether it changed anything; it may run
         several times (once per attempt), so it must depend only on its argument and on
-        reads of the store.
+        reads of the store. Whether or not it changed anything, the pages and root lists end
+        in line with the manifest (`converge`).
         """
-        state: dict[str, object] = {}
+        state: dict[str, ProjectIndex] = {}
 
         def apply(data: bytes | None) -> bytes | None:
             index = ProjectIndex.from_bytes(data) if data is not None else ProjectIndex(name)
-            state["was_listed"] = bool(index.served())
             state["index"] = index
             return index.to_bytes() if change(index) else None
 
         written = compare_and_swap(self.store, layout.manifest_key(name), apply)
-        index = state["index"]
-        assert isinstance(index, ProjectIndex)
-        if written:
-            if state["was_listed"] != bool(index.served()):
-                self.refresh_root([name])
-            self.refresh_pages(name)
-        return index
+        # written or not: an earlier writer may have failed before its renderings were done
+        self.converge(name, rewrite=written, root=root)
+        return state["index"]
+
+    def create_project(self, name: NormalizedName) -> bool:
+        """Write an empty manifest for a project that has none (`If-None-Match: *`).
+
+        A publisher does this before it writes any bytes: a project with a manifest is listed
+        from it alone, so its bytes never show on a page before their record.
+        """
+
+        def apply(data: bytes | None) -> bytes | None:
+            return ProjectIndex(name).to_bytes() if data is None else None
+
+        return compare_and_swap(self.store, layout.manifest_key(name), apply)
+
+    def converge(self, name: NormalizedName, *, rewrite: bool = False, root: bool = True) -> None:
+        """Bring the project's pages and the root lists in line with its manifest.
+
+        Every write path ends here, so a retry (or a repeated event) repairs what a failed
+        store write left behind. The renderings are deterministic, so the check is a
+        comparison of what is stored with what the manifest renders; only what differs is
+        written. `rewrite` writes the pages without comparing (the manifest just changed);
+        `root=False` leaves the root lists to the caller (a full reindex settles them once).
+        """
+        index, etag = self.refresh_pages(name, compare=not rewrite)
+        if root:
+            self._converge_root(name, index, manifest_exists=etag is not None)
+
+    def _converge_root(
+        self, name: NormalizedName, index: ProjectIndex, *, manifest_exists: bool
+    ) -> None:
+        """Membership of `name` in `projects.json`, and `index.html` rendered from that list."""
+        names, etag = self.read_project_names()
+        served = bool(index.served())
+        # the same rule as refresh_root: listed when served, dropped only if it has a manifest
+        if (served and name not in names) or (not served and manifest_exists and name in names):
+            self.refresh_root([name])
+            return
+        if etag is None:
+            return  # no list of ours yet, and nothing to add to one
+        try:
+            current = self.store.get(layout.ROOT_HTML).data == render_html(root_page(names))
+        except NotFound:
+            current = False
+        if not current:
+            self.refresh_root_html()
 
     def _swap_root(self, names: Callable[[set[str] | None], set[str]]) -> None:
         """Set the project list to `names(current list or None)`; rewrite index.html after."""
@@ -161,27 +209,49 @@ class Catalog:
                 return
         raise Contention(f"{source!r} kept changing while its renderings were written")
 
-    def refresh_pages(self, name: NormalizedName) -> None:
-        """Rewrite the project's HTML and JSON pages from its manifest."""
+    def refresh_pages(
+        self, name: NormalizedName, *, compare: bool = False
+    ) -> tuple[ProjectIndex, str | None]:
+        """Rewrite the project's HTML and JSON pages from its manifest; return the manifest
+        (and its etag) they were rendered from.
 
-        def render() -> str | None:
+        With `compare`, a page is written only when the stored one differs (one GET each);
+        when none differs, nothing is written and no re-check is needed.
+        """
+        for _ in range(MAX_ATTEMPTS):
             index, etag = self.read_project(name)
-            for key, (body, fmt) in rendered_pages(index).items():
-                if body is None:
-                    self.store.delete(key)
-                else:
-                    self.store.put(
-                        key, body, content_type=fmt.content_type, content_encoding="gzip"
-                    )
-            return etag
+            if not self._write_pages(index, compare=compare):
+                return index, etag
+            current = self.store.find(layout.manifest_key(name))
+            if (current.etag if current else None) == etag:
+                return index, etag
+        raise Contention(f"the manifest of {name!r} kept changing while its pages were written")
 
-        self._render_until_current(layout.manifest_key(name), render)
+    def _write_pages(self, index: ProjectIndex, *, compare: bool) -> bool:
+        """Write (or delete) the pages of `index`; returns whether anything was written."""
+        wrote = False
+        for key, (body, fmt) in rendered_pages(index).items():
+            if compare:
+                try:
+                    stored: bytes | None = self.store.get(key).data
+                except NotFound:
+                    stored = None
+                if stored == body:
+                    continue
+            if body is None:
+                self.store.delete(key)
+            else:
+                self.store.put(key, body, content_type=fmt.content_type, content_encoding="gzip")
+            wrote = True
+        return wrote
 
     def refresh_root_html(self) -> None:
         """Rewrite `index.html` at the store's root (the reference layout's project list)."""
 
         def render() -> str | None:
             names, etag = self.read_project_names()
+            if etag is None:
+                return None  # no list of ours yet: a reference module's index.html stays as it is
             body = render_html(root_page(names))
             try:
                 unchanged = self.store.get(layout.ROOT_HTML).data == body

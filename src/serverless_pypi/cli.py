@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,24 +37,82 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _own_command() -> str:
+    """This command as another shell in the same directory runs it.
+
+    The executable's path relative to the working directory when it is inside it (`make
+    serve` runs `.venv/bin/serverless-pypi`), its bare name when it is installed on the PATH
+    outside a virtual environment, else its absolute path.
+    """
+    argv0 = sys.argv[0] if sys.argv else ""
+    path = Path(argv0).absolute() if argv0 else None
+    if path is None or not path.name.startswith("serverless-pypi") or not path.is_file():
+        return f"{shlex.quote(sys.executable)} -m serverless_pypi.cli"
+    try:
+        relative = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        relative = ""
+    if relative:
+        return shlex.quote(relative if os.sep in relative else f".{os.sep}{relative}")
+    found = shutil.which("serverless-pypi")
+    in_venv = sys.prefix != sys.base_prefix
+    if found and not in_venv and Path(found).absolute() == path:
+        return "serverless-pypi"
+    return shlex.quote(str(path))
+
+
+def _serve_banner(args: argparse.Namespace, location: str, settings: Settings) -> str:
+    """What `serve` prints once it listens: commands that run as printed in another shell."""
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    address = f"{host}:{args.port}"
+    url = f"http://{address}/simple/"
+    me = _own_command()
+    store = shlex.quote(args.store)
+    create = f"{me} token create --store {store} --scope"
+    lines = [f"serverless-pypi: serving {location} at {url}"]
+    if settings.require_auth_for_read:
+        token_url = f'"http://__token__:$READ@{address}/simple/"'
+        lines += [
+            "  reads are locked (REQUIRE_AUTH_FOR_READ): every read needs a read token",
+            f"  read token: READ=$({create} read)",
+            f"  install:    pip install --index-url {token_url} PROJECT",
+            f"              uv pip install --index-url {token_url} PROJECT",
+        ]
+    else:
+        lines += [
+            "  reads are open to anyone who can reach this address (REQUIRE_AUTH_FOR_READ "
+            "locks them)",
+            f"  install:    pip install --index-url {url} PROJECT",
+            f"              uv pip install --index-url {url} PROJECT",
+        ]
+    lines += [
+        f"  publish:    {me} publish --store {store} dist/*",
+        f"  or upload:  TOKEN=$({create} write)",
+        f"              twine upload --repository-url http://{address}/legacy/ -u __token__ "
+        f'-p "$TOKEN" dist/*',
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import Application
-    from .server import serve
+    from .server import BindError, create_server
 
+    settings = Settings.from_env()  # a ConfigError names the setting: nothing is served
     if "://" not in args.store:
         Path(args.store).mkdir(parents=True, exist_ok=True)
     store = _store(args)
-    settings = Settings.from_env()
+    # one request now: a missing bucket or refused credentials stop `serve` with their cause
+    store.check()
     app = Application(store, settings, **_access_hooks(store, settings))
-    url = f"http://{args.host}:{args.port}/simple/"
-    print(
-        f"serverless-pypi: serving {store.location} at {url}\n"
-        f"  pip install --index-url {url} <project>\n"
-        f"  uv pip install --index-url {url} <project>\n"
-        f"  serverless-pypi publish --store {args.store} dist/*\n",
-        flush=True,
-    )
-    serve(app, args.host, args.port, threads=args.threads)
+    try:
+        server = create_server(app, args.host, args.port, threads=args.threads)
+    except BindError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    # only now that the port is bound: a "serving" line is true when it appears
+    print(_serve_banner(args, store.location, settings), flush=True)
+    server.run()
     return 0
 
 
@@ -113,7 +173,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def _progress_bar(label: str) -> Any:
-    """A tqdm progress bar on a terminal, else None (tqdm comes with the `server` extra)."""
+    """A tqdm progress bar on a terminal, else None (tqdm is a dependency of the CLI)."""
     if not sys.stderr.isatty():
         return None
     try:
@@ -283,10 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
+    from .server import EscapingFormatter
+
+    # requests reach the log (paths, waitress's messages): control characters are escaped
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     logging.getLogger("botocore").setLevel(logging.WARNING)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["ConfigError", "Settings"]
+__all__ = ["FALSE_VALUES", "TRUE_VALUES", "ConfigError", "Settings", "parse_bool"]
 
 DEFAULT_CACHE_CONTROL = "max-age=0, must-revalidate"
 
@@ -28,8 +28,27 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
+#: the spellings every boolean setting accepts, case-insensitive (anything else is refused,
+#: so a typo such as `REQUIRE_AUTH_FOR_READ=y` never leaves reads open without a word)
+TRUE_VALUES = ("1", "true", "yes", "on")
+FALSE_VALUES = ("0", "false", "no", "off", "")
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """The value of boolean setting `name`; ConfigError naming it and the accepted values."""
+    value = raw.strip().lower()
+    if value in TRUE_VALUES:
+        return True
+    if value in FALSE_VALUES:
+        return False
+    raise ConfigError(
+        f"{name}={raw!r} is not a boolean: use one of {', '.join(TRUE_VALUES)} to turn it on, "
+        f"or {', '.join(v for v in FALSE_VALUES if v)} or empty to turn it off"
+    )
+
+
 def _bool(env: Mapping[str, str], name: str) -> bool:
-    return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+    return parse_bool(name, env.get(name, ""))
 
 
 def _patterns(raw: str) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ from .core.names import (
     parse_distribution_filename,
 )
 
-__all__ = ["CurationError", "Target", "remove", "resolve", "unyank", "yank"]
+__all__ = ["REMOVING", "CurationError", "Target", "remove", "resolve", "unyank", "yank"]
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +71,26 @@ def resolve(catalog: Catalog, project: str, version_or_file: str) -> Target:
     name = _project(project)
     index, etag = catalog.read_project(name)
     if etag is None or not index.files:
+        _converge(catalog, name, etag)
         raise CurationError(
             f"The index lists no files for project {name!r}. If its files are in the store "
             "but were never indexed, run `serverless-pypi reindex` first."
         )
     files = _matching(index, version_or_file)
     if not files:
+        _converge(catalog, name, etag)
         versions = ", ".join(index.versions()) or "none"
         raise CurationError(
             f"Project {name!r} has no version or file {version_or_file!r} (versions: {versions})."
         )
     return Target(name, tuple(files))
+
+
+def _converge(catalog: Catalog, name: NormalizedName, etag: str | None) -> None:
+    # a command repeated after a failure finds nothing left to change: its pages may still be
+    # behind the manifest (the failure came after the manifest was written)
+    if etag is not None:
+        catalog.converge(name)
 
 
 def _set_yanked(
@@ -114,30 +123,42 @@ def unyank(catalog: Catalog, project: str, version_or_file: str) -> list[str]:
     return _set_yanked(catalog, project, version_or_file, None)
 
 
+#: the `problem` of a record whose file is being removed: not served, found again by a retry
+REMOVING = "removed with `serverless-pypi remove`; its bytes are being deleted"
+
+
 def remove(catalog: Catalog, project: str, version_or_file: str) -> list[str]:
     """Delete files: their records (pages change at once), core metadata and bytes.
 
-    The record goes first, so no page ever lists a file whose bytes are gone; after the bytes
-    are deleted the record is dropped once more, in case an indexer re-listed the file from
-    the store in between.
+    First the records are marked as being removed (`REMOVING`: no page lists them from then
+    on, so no page ever lists a file whose bytes are gone), then the core metadata and the
+    bytes are deleted, and only then the records dropped. A command that failed halfway is
+    repeated and finds the marked records again; an indexer that looks at the bytes meanwhile
+    leaves the mark alone (same etag), and one that re-listed them is undone by the last step.
     """
     target = resolve(catalog, project, version_or_file)
     keys: dict[str, str] = {}
 
-    def drop(index: ProjectIndex) -> bool:
+    def mark(index: ProjectIndex) -> bool:
         keys.clear()  # this attempt's manifest decides
+        changed = False
         for filename in target.filenames:
-            record = index.files.pop(filename, None)
-            if record is not None:
-                keys[filename] = record.key
-        return bool(keys)
+            record = index.files.get(filename)
+            if record is None:
+                continue
+            keys[filename] = record.key
+            if record.problem != REMOVING:
+                index.files[filename] = record.with_changes(problem=REMOVING)
+                changed = True
+        return changed
 
-    catalog.update_project(target.project, drop)
+    catalog.update_project(target.project, mark)
     for filename, key in sorted(keys.items()):
         catalog.delete_metadata(target.project, filename)
         catalog.store.delete(key)
         log.info("removed %s", key)
-    # a reindex racing with us may have listed a file again from the bytes just deleted
+    # drop the records; a reindex racing with us may also have listed a file again from the
+    # bytes just deleted
     catalog.update_project(target.project, lambda index: _forget(index, keys))
     return sorted(keys)
 

@@ -20,8 +20,9 @@ __all__ = ["Derived", "derive_from_file", "derive_from_store", "record_for", "sp
 SPOOL_IN_MEMORY = 32 * 1024 * 1024
 
 
-def spooled() -> tempfile.SpooledTemporaryFile[bytes]:
-    return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, mode="w+b")
+def spooled(max_size: int = SPOOL_IN_MEMORY) -> tempfile.SpooledTemporaryFile[bytes]:
+    """A temporary file that stays in memory up to `max_size` bytes."""
+    return tempfile.SpooledTemporaryFile(max_size=max_size, mode="w+b")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,10 @@ from urllib.parse import unquote_plus
 __all__ = ["Invocation", "Message", "parse_invocation"]
 
 
+#: how deeply envelopes may nest (SQS body > SNS message > S3 notification needs 3)
+MAX_NESTING = 8
+
+
 @dataclass(slots=True)
 class Message:
     """One retryable unit: an SQS message (with its id), or the whole event."""
@@ -26,8 +30,13 @@ class Message:
     message_id: str | None
     keys: list[str] = field(default_factory=list)
     full_reindex: bool = False
-    #: why parts of the message were ignored (other bucket, test events, unknown shapes)
+    #: why parts of the message were ignored although understood (another bucket, a key
+    #: outside the prefix, S3's test event): nothing to do, the message is done
     ignored: list[str] = field(default_factory=list)
+    #: why parts of the message could not be read (not JSON, no known shape, too deeply
+    #: nested): an SQS message with any is reported as failed, so it reaches the dead-letter
+    #: queue instead of being deleted unseen
+    unreadable: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -39,44 +48,41 @@ class Invocation:
         return any(m.message_id is not None for m in self.messages)
 
 
-def _collect(payload: Any, bucket: str, prefix: str, message: Message) -> None:
+def _collect(payload: Any, bucket: str, prefix: str, message: Message, depth: int = 0) -> None:
     """Add the keys (or the full-reindex request) found in `payload` to `message`."""
+    if depth > MAX_NESTING:
+        message.unreadable.append(f"envelopes nested more than {MAX_NESTING} deep")
+        return
     if isinstance(payload, str):
         try:
             payload = json.loads(payload)
-        except ValueError:
-            message.ignored.append("a message body that is not JSON")
+        except (ValueError, RecursionError):
+            message.unreadable.append("a message body that is not JSON")
             return
     if not isinstance(payload, dict):
-        message.ignored.append("an event that is not a JSON object")
+        message.unreadable.append("an event that is not a JSON object")
         return
     if payload.get("reindex") == "full" or payload.get("detail-type") == "Scheduled Event":
         message.full_reindex = True
         return
-    if "Records" in payload and isinstance(payload["Records"], list):
+    if isinstance(payload.get("Records"), list):
         for record in payload["Records"]:
-            if not isinstance(record, dict):
-                continue
-            if "Sns" in record:  # SNS delivers the S3 notification as a JSON string
-                _collect(record["Sns"].get("Message", ""), bucket, prefix, message)
-            elif "s3" in record:
-                s3 = record["s3"]
-                # S3 notifications URL-encode keys (spaces as "+")
-                key = unquote_plus(str(s3.get("object", {}).get("key", "")))
-                _add_key(s3.get("bucket", {}).get("name"), key, bucket, prefix, message)
-            elif "body" in record:
-                _collect(record["body"], bucket, prefix, message)
+            _record(record, bucket, prefix, message, depth)
         return
     if payload.get("Type") == "Notification" and "Message" in payload:  # SNS envelope in SQS
-        _collect(payload["Message"], bucket, prefix, message)
+        _collect(payload["Message"], bucket, prefix, message, depth + 1)
         return
     if payload.get("Event") == "s3:TestEvent":
         message.ignored.append("an S3 test event")
         return
     detail = payload.get("detail", payload)  # EventBridge event, or its detail alone
     if isinstance(detail, dict) and isinstance(detail.get("object"), dict):
-        key = str(detail["object"].get("key", ""))
-        name = (detail.get("bucket") or {}).get("name")
+        key = detail["object"].get("key")
+        bucket_info = detail.get("bucket")
+        if not isinstance(key, str) or not isinstance(bucket_info, dict | None):
+            message.unreadable.append("an EventBridge event whose object or bucket is malformed")
+            return
+        name = (bucket_info or {}).get("name")
         _add_key(name, key, bucket, prefix, message)
         # EventBridge documents keys as they are, but reports disagree about special
         # characters ("+" in local versions): look at the URL-decoded key too. The indexer
@@ -84,7 +90,39 @@ def _collect(payload: Any, bucket: str, prefix: str, message: Message) -> None:
         if unquote_plus(key) != key:
             _add_key(name, unquote_plus(key), bucket, prefix, message)
         return
-    message.ignored.append(f"an event of unknown shape (keys: {sorted(payload)[:8]})")
+    message.unreadable.append(f"an event of unknown shape (keys: {_some_keys(payload)})")
+
+
+def _record(record: Any, bucket: str, prefix: str, message: Message, depth: int) -> None:
+    """One entry of `Records`: an SNS delivery, an S3 notification or an SQS message."""
+    if not isinstance(record, dict):
+        message.unreadable.append("a record that is not a JSON object")
+    elif "Sns" in record:  # SNS delivers the S3 notification as a JSON string
+        sns = record["Sns"]
+        if not isinstance(sns, dict) or "Message" not in sns:
+            message.unreadable.append("an SNS record without a message")
+            return
+        _collect(sns["Message"], bucket, prefix, message, depth + 1)
+    elif "s3" in record:
+        s3 = record["s3"]
+        target = s3.get("object") if isinstance(s3, dict) else None
+        bucket_info = s3.get("bucket") if isinstance(s3, dict) else None
+        key = target.get("key") if isinstance(target, dict) else None
+        if not isinstance(key, str) or not isinstance(bucket_info, dict | None):
+            message.unreadable.append("an S3 record without an object key")
+            return
+        # S3 notifications URL-encode keys (spaces as "+")
+        name = (bucket_info or {}).get("name")
+        _add_key(name, unquote_plus(key), bucket, prefix, message)
+    elif "body" in record:
+        _collect(record["body"], bucket, prefix, message, depth + 1)
+    else:
+        message.unreadable.append(f"a record of unknown shape (keys: {_some_keys(record)})")
+
+
+def _some_keys(payload: dict[Any, Any]) -> list[str]:
+    # for the log: a few keys, each cut short (an event may carry anything)
+    return [str(k)[:40] for k in sorted(payload, key=str)[:8]]
 
 
 def _add_key(event_bucket: object, key: str, bucket: str, prefix: str, message: Message) -> None:

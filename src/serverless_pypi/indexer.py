@@ -21,6 +21,7 @@ from .catalog import Catalog, rendered_pages
 from .core.model import FileRecord, ProjectIndex, format_upload_time
 from .core.names import (
     Distribution,
+    Identity,
     InvalidFilename,
     NormalizedName,
     is_valid_project_name,
@@ -118,6 +119,7 @@ class Indexer:
         if isinstance(classified, str):
             if not layout.is_derived(key):
                 log.warning("skipped %r: %s", key, classified)
+                self._converge_folder(key)
             return Outcome(key, "skipped", classified)
         name, dist = classified
         for _ in range(_MAX_ROUNDS):
@@ -134,6 +136,12 @@ class Indexer:
             if (now.etag if now else None) == (info.etag if info else None):
                 return outcome
         return Outcome(key, "skipped", "the object kept changing; the next event or reindex will")
+
+    def _converge_folder(self, key: str) -> None:
+        """Every event ends with its project's renderings in line, even for a key not indexed."""
+        split = layout.split_key(key)
+        if split is not None and is_valid_project_name(split[0]):
+            self.catalog.converge(normalize_project_name(split[0]))
 
     def _remove(self, name: NormalizedName, filename: str, key: str) -> Outcome:
         removed = False
@@ -152,20 +160,40 @@ class Indexer:
             return Outcome(key, "removed")
         return Outcome(key, "unchanged", "no such object and no record of it")
 
+    def _rival(self, index: ProjectIndex, dist: Distribution, key: str) -> FileRecord | None:
+        """The file served instead of `key`: the same distribution under another name."""
+        return next((r for r in index.rivals(dist.filename, key) if self.store.find(r.key)), None)
+
+    def _conflict(self, name: NormalizedName, dist: Distribution, key: str, rival: str) -> Outcome:
+        """Serve `rival`, not `key`: one file per distribution identity (drop a record of `key`)."""
+        reason = f"conflict: the same distribution as {rival!r}, which the index lists"
+        log.warning("not serving %r: %s", key, reason)
+        self._remove(name, dist.filename, key)
+        return Outcome(key, "skipped", reason)
+
     def _index(self, name: NormalizedName, dist: Distribution, info: ObjectInfo) -> Outcome:
         index, _ = self.catalog.read_project(name)
+        if listed := self._rival(index, dist, info.key):
+            return self._conflict(name, dist, info.key, listed.key)
         current = index.files.get(dist.filename)
         if current is not None and current.key != info.key:
             # the same file name in two folders of one project: the listed one stays
             if self.store.find(current.key) is not None:
                 reason = f"duplicate of {current.key!r}, which the index already lists"
                 log.warning("skipped %r: %s", info.key, reason)
+                self.catalog.converge(name)
                 return Outcome(info.key, "skipped", reason)
         elif current is not None and current.etag == info.etag and current.sha256:
+            # a repeated event: the record is current, its renderings may not be
+            self.catalog.converge(name)
             return Outcome(info.key, "unchanged")
         record = self._derive(name, dist, info)
+        rival: FileRecord | None = None
 
         def put(project: ProjectIndex) -> bool:
+            nonlocal rival
+            if rival := self._rival(project, dist, info.key):
+                return False  # listed meanwhile under another name
             existing = project.files.get(dist.filename)
             merged = _merge(existing, record)
             if existing == merged:
@@ -174,6 +202,10 @@ class Indexer:
             return True
 
         self.catalog.update_project(name, put)
+        if rival is not None:
+            if dist.filename not in self.catalog.read_project(name)[0].files:
+                self.catalog.delete_metadata(name, dist.filename)  # _derive wrote it
+            return self._conflict(name, dist, info.key, rival.key)
         if record.problem:
             return Outcome(info.key, "skipped", record.problem)
         return Outcome(info.key, "indexed")
@@ -260,13 +292,16 @@ class Indexer:
 
     def _listing(
         self, name: NormalizedName, folders: Iterable[str], current: ProjectIndex, report: Report
-    ) -> dict[str, tuple[ObjectInfo, Distribution]]:
-        """The project's distributions in the store, by file name.
+    ) -> tuple[dict[str, tuple[ObjectInfo, Distribution]], dict[str, str]]:
+        """The project's distributions in the store, by file name, and the listed records
+        (file name -> key) to drop as conflicts.
 
-        A file name in two folders of one project is listed once: from the folder the index
-        already lists it from, else from the first folder in key order (as `index_key` does).
+        One key per distribution identity is served (see `Identity`: the same file name in two
+        folders, or `Acme_X-5.0-...` beside `acme_x-5.0-...`): the one the index already
+        lists (the first in key order when it lists several), else the first in key order,
+        as `index_key` decides.
         """
-        found: dict[str, list[tuple[ObjectInfo, Distribution]]] = {}
+        found: dict[Identity, list[tuple[ObjectInfo, Distribution]]] = {}
         for folder in sorted(folders):
             for info in self.store.list(folder + "/"):
                 classified = classify_key(info.key)
@@ -274,16 +309,29 @@ class Indexer:
                     report.skipped.append((info.key, classified))
                     log.warning("skipped %r: %s", info.key, classified)
                     continue
-                found.setdefault(classified[1].filename, []).append((info, classified[1]))
+                found.setdefault(classified[1].identity, []).append((info, classified[1]))
         chosen: dict[str, tuple[ObjectInfo, Distribution]] = {}
-        for filename, candidates in found.items():
-            listed = current.files.get(filename)
-            keep = next((c for c in candidates if listed and c[0].key == listed.key), candidates[0])
-            chosen[filename] = keep
-            for info, _ in candidates:
-                if info is not keep[0]:
-                    report.skipped.append((info.key, f"duplicate of {keep[0].key!r}"))
-        return chosen
+        demoted: dict[str, str] = {}
+        for candidates in found.values():
+
+            def listed(candidate: tuple[ObjectInfo, Distribution]) -> bool:
+                record = current.files.get(candidate[1].filename)
+                return record is not None and record.key == candidate[0].key
+
+            keep = next(filter(listed, candidates), candidates[0])
+            chosen[keep[1].filename] = keep
+            for info, dist in candidates:
+                if info is keep[0]:
+                    continue
+                if dist.filename == keep[1].filename:
+                    reason = f"duplicate of {keep[0].key!r}"
+                else:
+                    reason = f"conflict: the same distribution as {keep[0].key!r}"
+                    log.warning("not serving %r: %s", info.key, reason)
+                    if listed((info, dist)):
+                        demoted[dist.filename] = info.key
+                report.skipped.append((info.key, reason))
+        return chosen, demoted
 
     def _reindex_project(
         self,
@@ -295,7 +343,7 @@ class Indexer:
     ) -> tuple[Report, bool]:
         report = Report(projects=1)
         index, _ = self.catalog.read_project(name)
-        listing = self._listing(name, folders, index, report)
+        listing, demoted = self._listing(name, folders, index, report)
         report.files = len(listing)
         fresh: dict[str, FileRecord] = {}
         have_metadata = set(metadata_keys)
@@ -331,9 +379,11 @@ class Indexer:
             for filename, record in index.files.items()
             if filename not in listing and self.store.find(record.key) is None
         }
-        report.removed += list(stale.values())
-        if not check and (fresh or stale):
-            self.catalog.update_project(name, _reconcile(self.store, fresh, stale))
+        report.removed += list(stale.values()) + list(demoted.values())
+        if not check and (fresh or stale or demoted):
+            # the root lists are settled once, at the end of the reindex (write_root)
+            change = _reconcile(self.store, fresh, stale, demoted)
+            self.catalog.update_project(name, change, root=False)
         index, _ = self.catalog.read_project(name)
         wanted = {
             layout.metadata_key(name, r.filename) for r in index.files.values() if r.metadata_sha256
@@ -362,9 +412,16 @@ class Indexer:
 
 
 def _reconcile(
-    store: Store, fresh: dict[str, FileRecord], stale: dict[str, str]
+    store: Store,
+    fresh: dict[str, FileRecord],
+    stale: dict[str, str],
+    demoted: dict[str, str] | None = None,
 ) -> Callable[[ProjectIndex], bool]:
-    """A manifest change that applies a reindex without undoing concurrent updates."""
+    """A manifest change that applies a reindex without undoing concurrent updates.
+
+    `demoted` records (file name -> key) are dropped while a rival still holds their
+    distribution (`ProjectIndex.rivals`).
+    """
 
     def etag_now(key: str) -> str | None:
         info = store.find(key)
@@ -388,6 +445,12 @@ def _reconcile(
         for filename, key in stale.items():
             current = project.files.get(filename)
             if current is not None and current.key == key and etag_now(key) is None:
+                del project.files[filename]
+                changed = True
+        for filename, key in (demoted or {}).items():
+            current = project.files.get(filename)
+            rivals = project.rivals(filename, key) if current and current.key == key else []
+            if any(store.find(r.key) for r in rivals):
                 del project.files[filename]
                 changed = True
         return changed

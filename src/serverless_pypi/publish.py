@@ -1,13 +1,19 @@
 """Publishing a distribution: validate it, store it, and list it with its derived data.
 
-The order makes a file visible only when complete: the bytes are written with
-`If-None-Match: *` (of two publishers of one file name exactly one wins), then the core
-metadata file, and only then the manifest record that puts the file on the page.
+The order makes a file visible only when complete: first every file of the project's
+folders that the manifest does not know is indexed (so a conflict is checked against all
+that is served) and the manifest is created if there is none (a project with a manifest is
+listed from it alone); then the bytes are written with `If-None-Match: *` (of two publishers
+of one file name exactly one wins), then the core metadata file, and only then the manifest
+record that puts the file on the page. When the record cannot be written, the bytes this
+upload created are removed again, so nothing of a failed upload stays behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Literal
@@ -15,12 +21,13 @@ from typing import IO, Literal
 from . import layout
 from .catalog import Catalog
 from .core.inspect import BadDistribution, hash_stream
-from .core.model import ProjectIndex, format_upload_time
-from .core.names import InvalidFilename, parse_distribution_filename
+from .core.model import FileRecord, ProjectIndex, format_upload_time
+from .core.names import InvalidFilename, NormalizedName, check_publishable_filename
 from .derive import derive_from_file, record_for
-from .storage import NotFound, PreconditionFailed
+from .indexer import Indexer, classify_key
+from .storage import NotFound, PreconditionFailed, StoreError
 
-__all__ = ["FileExists", "PublishError", "PublishResult", "publish"]
+__all__ = ["FileExists", "IncompleteUpload", "PublishError", "PublishResult", "publish"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,11 @@ class FileExists(PublishError):
     """Other bytes are already published under this file name."""
 
 
+class IncompleteUpload(FileExists):
+    """Other bytes lie under this file name without a record: another upload of it is under
+    way, or one failed partway (and could not be cleaned up)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PublishResult:
     filename: str
@@ -41,22 +53,125 @@ class PublishResult:
     status: Literal["created", "exists"]
 
 
-def _same_bytes(catalog: Catalog, key: str, sha256: str) -> bool:
+def _same_bytes(catalog: Catalog, key: str, sha256: str) -> bool | None:
+    """Whether the object holds these bytes (None: there is no object any more)."""
     try:
         with catalog.store.open(key) as existing:
             return hash_stream(existing)[0] == sha256
     except NotFound:
-        return False
+        return None
+
+
+def _lists(catalog: Catalog, name: NormalizedName, filename: str, key: str) -> bool:
+    """Whether the manifest (read now) has a record of `filename` at `key`."""
+    record = catalog.read_project(name)[0].files.get(filename)
+    return record is not None and record.key == key
+
+
+def _index_unknown(catalog: Catalog, name: NormalizedName, skip: str) -> None:
+    """Index the files in the project's folders that the manifest does not know.
+
+    Files copied into a folder that was never indexed (the reference layout's `My_Pkg/`) are
+    served by the index as soon as it sees them: an upload must be checked against them, not
+    stored next to them. `skip` (the key this upload writes) is left for the upload to settle.
+    """
+    folders = catalog.project_folders().get(name, [])
+    if not folders:
+        return
+    index, _ = catalog.read_project(name)
+    known = {(r.key, r.etag) for r in index.files.values()}
+    unknown = [
+        info.key
+        for folder in sorted(folders)
+        for info in catalog.store.list(folder + "/")
+        if info.key != skip
+        and (info.key, info.etag) not in known
+        and not isinstance(classify_key(info.key), str)
+    ]
+    if unknown:
+        indexer = Indexer(catalog.store)
+        for key in unknown:
+            indexer.index_key(key)
+
+
+def _store_bytes(
+    catalog: Catalog, file: IO[bytes], key: str, sha256: str, conflict: Callable[[], PublishError]
+) -> bool:
+    """Write the bytes if no object is at `key`: True if this call created it, False if the
+    same bytes were there already; raises `conflict()` for other bytes."""
+    for _ in range(3):
+        file.seek(0)
+        try:
+            catalog.store.put(
+                key, file, content_type="application/octet-stream", if_none_match=True
+            )
+            return True
+        except PreconditionFailed:
+            # somebody stored this name first: fine if they stored the same bytes
+            same = _same_bytes(catalog, key, sha256)
+            if same is None:
+                continue  # removed meanwhile (a failed upload cleaning up): write again
+            if not same:
+                raise conflict() from None
+            return False
+    raise StoreError(f"{key!r} kept appearing and disappearing while it was written")
+
+
+def _withdraw(
+    catalog: Catalog, name: NormalizedName, filename: str, key: str, file: IO[bytes]
+) -> None:
+    """Remove the object a failed upload created, unless a record lists it after all.
+
+    Only this upload's own object goes, and only while no record lists it: a concurrent
+    upload of the same bytes may have adopted it (then it is put back). If the store fails
+    here too, the object stays; an upload of the same bytes finishes the job.
+    """
+    try:
+        if _lists(catalog, name, filename, key):
+            return
+        catalog.store.delete(key)
+        log.warning("removed %r again: its upload failed before it was listed", key)
+        if _lists(catalog, name, filename, key):
+            _put_back(catalog, key, file)
+    except StoreError as e:
+        log.warning("could not remove %r after its upload failed: %s", key, e)
+
+
+def _put_back(catalog: Catalog, key: str, file: IO[bytes]) -> None:
+    file.seek(0)
+    # PreconditionFailed: somebody wrote it again; the record's etag decides, and an indexer
+    # re-derives a record whose etag no longer matches
+    with contextlib.suppress(PreconditionFailed):
+        catalog.store.put(key, file, content_type="application/octet-stream", if_none_match=True)
+
+
+def _twin(catalog: Catalog, index: ProjectIndex, filename: str, key: str) -> FileRecord | None:
+    """A file the index lists under another name that is the same distribution as `filename`
+    (`ProjectIndex.rivals`: `Acme_X-5.0-...` for `acme_x-5.0-...`, `5.0.0` for `5.0`,
+    `py3.py2` for `py2.py3`), whose object still exists."""
+    return next((r for r in index.rivals(filename, key) if catalog.store.find(r.key)), None)
+
+
+def _twin_exists(filename: str, twin: FileRecord) -> FileExists:
+    # the wording of PyPI's answer, which twine --skip-existing and uv recognize
+    return FileExists(
+        f"File already exists: {filename!r} is the same distribution as the published "
+        f"{twin.filename!r} (same project, version and, for wheels, build tag and tags). "
+        "A published file never changes; publish a new version instead."
+    )
 
 
 def publish(catalog: Catalog, file: IO[bytes], filename: str) -> PublishResult:
     """Publish the seekable distribution `file` under `filename`.
 
     Identical bytes under an existing name are a no-op ("exists"); other bytes raise
-    FileExists; an invalid file raises PublishError. Nothing is written for either.
+    FileExists; an invalid file raises PublishError. Nothing of the file is written for
+    either (files of the project that were never indexed are indexed first, see above). After a
+    StoreError, the bytes this upload created are removed again unless a record lists them
+    (`_withdraw`).
     """
     try:
-        dist = parse_distribution_filename(filename)
+        dist = check_publishable_filename(filename)  # ASCII, canonical, not a .zip sdist
         derived = derive_from_file(file, dist)
     except (InvalidFilename, BadDistribution) as e:
         raise PublishError(str(e)) from e
@@ -65,27 +180,35 @@ def publish(catalog: Catalog, file: IO[bytes], filename: str) -> PublishResult:
         f"File already exists: {filename!r} is published with other contents. "
         "A published file never changes; publish a new version instead."
     )
-    index, _ = catalog.read_project(name)
+    target = layout.distribution_key(name, filename)
+    _index_unknown(catalog, name, skip=target)
+    index, manifest_etag = catalog.read_project(name)
+    if manifest_etag is None:
+        catalog.create_project(name)  # before any bytes: see the module's docstring
     known = index.files.get(filename)
     if known is not None and known.sha256 not in (None, derived.sha256):
         raise exists
-    key = known.key if known is not None else layout.distribution_key(name, filename)
-    file.seek(0)
-    try:
-        catalog.store.put(key, file, content_type="application/octet-stream", if_none_match=True)
-        created = True
-    except PreconditionFailed:
-        # somebody stored this name first: fine if they stored the same bytes
-        if not _same_bytes(catalog, key, derived.sha256):
-            raise exists from None
-        created = False
-    info = catalog.store.head(key)
-    metadata = derived.inspection.metadata
-    if metadata is not None:
-        catalog.write_metadata(name, filename, metadata)
-    record = record_for(info, derived, format_upload_time(datetime.now(UTC)))
+    key = known.key if known is not None else target
+    if twin := _twin(catalog, index, filename, key):
+        raise _twin_exists(filename, twin)
+
+    def conflict() -> PublishError:
+        if _lists(catalog, name, filename, key):
+            return exists
+        # PyPI's wording first (twine --skip-existing and uv look for it), then what happened
+        return IncompleteUpload(
+            f"File already exists: the store holds other contents under {filename!r} that the "
+            "index does not list yet: another upload of this name is under way, or a previous "
+            "upload of this name failed partway (or the file was copied into the store and is "
+            "not indexed yet). Upload that same file again to finish it, or have the object "
+            "removed from the store."
+        )
+
+    created = _store_bytes(catalog, file, key, derived.sha256, conflict)
 
     def add(project: ProjectIndex) -> bool:
+        if twin := _twin(catalog, project, filename, key):
+            raise _twin_exists(filename, twin)  # published meanwhile under another spelling
         current = project.files.get(filename)
         if current is None:
             project.files[filename] = record
@@ -101,10 +224,24 @@ def publish(catalog: Catalog, file: IO[bytes], filename: str) -> PublishResult:
         return True
 
     try:
+        info = catalog.store.head(key)
+        metadata = derived.inspection.metadata
+        if metadata is not None:
+            catalog.write_metadata(name, filename, metadata)
+        record = record_for(info, derived, format_upload_time(datetime.now(UTC)))
         catalog.update_project(name, add)
     except FileExists:
         if created:
             catalog.store.delete(key)
         raise
-    log.info("published %s (%s)", filename, "new" if created else "already there")
+    except StoreError:
+        if created:
+            _withdraw(catalog, name, filename, key, file)
+        raise
+    if not created and catalog.store.find(key) is None:
+        # the upload that created the object failed and withdrew it after our record: ours
+        # are the same bytes, so they go back in place
+        _put_back(catalog, key, file)
+    # debug: the caller reports the outcome (the CLI prints one line a file, uploads answer it)
+    log.debug("published %s (%s)", filename, "new" if created else "already there")
     return PublishResult(filename, name, derived.sha256, "created" if created else "exists")

@@ -2,27 +2,96 @@
 
 Serves the index at `/simple/` and accepts uploads at `/`, `/legacy/` and `/simple/`. Logs one
 line a request (method, path without the query, status, time): never headers or queries, which
-can carry credentials.
+can carry credentials, and with control characters escaped.
+
+What it withstands: waitress reads every connection in one I/O loop (poll) and runs the
+application in worker threads only once a request has fully arrived, so idle and slowly
+dripping clients hold a connection each, never a thread. Up to `CONNECTION_LIMIT` connections
+are held at once (the open-file limit is raised to allow for them); a connection silent for
+`CHANNEL_TIMEOUT` seconds is closed. Request bodies are received by waitress into a buffer
+that moves to a temporary file past `BODY_IN_MEMORY` bytes; the body of a POST to an upload
+URL without well-formed upload credentials is dropped as it arrives (the upload is refused with
+403 before its body is read).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
+from importlib.metadata import PackageNotFoundError, version
+from io import BytesIO
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .app import Application, index_route
+from .access import USERNAME, basic_credentials
+from .app import UPLOAD_PATHS, Application, index_route
 from .core.http import Headers, Request, Response, error
+from .tokens import split_token
 
-__all__ = ["WSGIApplication", "serve"]
+__all__ = [
+    "CHANNEL_TIMEOUT",
+    "CONNECTION_LIMIT",
+    "BindError",
+    "EscapingFormatter",
+    "WSGIApplication",
+    "create_server",
+    "log_safe",
+    "serve",
+]
 
 log = logging.getLogger("serverless_pypi.server")
 
 StartResponse = Callable[..., Any]
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+#: connections held open at once: idle and stalled clients take one each, never a thread
+CONNECTION_LIMIT = 1000
+#: a connection with no byte in either direction for this long is closed, seconds
+CHANNEL_TIMEOUT = 60
+#: how often idle connections are looked for, seconds
+CLEANUP_INTERVAL = 10
+#: a request's body stays in memory up to this size while it arrives, then goes to disk
+BODY_IN_MEMORY = 64 * 1024
+#: the request line and headers together (an Authorization header is well below this)
+MAX_HEADER_SIZE = 64 * 1024
+#: file descriptors kept for the process beyond the connections (store, logs, stdio)
+_SPARE_FILES = 64
+
+
+class BindError(OSError):
+    """The server cannot listen where asked; the message says what to do."""
+
+
+def log_safe(text: str, limit: int = 300) -> str:
+    """`text` cut to `limit` characters, with every non-printable character escaped.
+
+    Request lines can carry any byte but CR and LF: a NUL, an ESC sequence or a line break
+    must never reach the terminal or the log file as such (`\\x1b`, `\\x00`, `\\u202e`).
+    """
+    cut = text[:limit]
+    if cut.isprintable():
+        return cut + ("..." if len(text) > limit else "")
+    escaped = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in cut)
+    return escaped + ("..." if len(text) > limit else "")
+
+
+class EscapingFormatter(logging.Formatter):
+    """A log formatter that escapes control characters in every message.
+
+    The request log escapes its own fields; this covers every other message that may quote a
+    request (waitress's own, an exception's). Tracebacks keep their line breaks.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = log_safe(record.message, limit=4000)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        text = super().formatException(ei)
+        return "\n".join(log_safe(line, limit=4000) for line in text.split("\n"))
 
 
 def _status_line(response: Response) -> str:
@@ -81,23 +150,24 @@ class WSGIApplication:
         route = index_route(path)
         if isinstance(route, Response):
             return route
-        body = b""
+        stream = None
         if method in _BODY_METHODS:
-            try:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-            except ValueError:
+            raw = environ.get("CONTENT_LENGTH") or "0"
+            # RFC 9110 section 8.6: Content-Length = 1*DIGIT
+            if not (raw.isascii() and raw.isdigit()):
                 return error(400, "Content-Length is not a number.")
             limit = self.app.settings.max_upload_size + 1024 * 1024
-            if length > limit:
+            if int(raw) > limit:
                 return error(413, f"The request body is over {limit} bytes.")
-            body = environ["wsgi.input"].read(length) if length > 0 else b""
-        return Request(method, route, query, _headers(environ), body)
+            # unread: the upload handler checks the credentials first, then reads in pieces
+            stream = environ["wsgi.input"]
+        return Request(method, route, query, _headers(environ), stream=stream)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         method = environ.get("REQUEST_METHOD", "GET").upper()
-        request = self._request(environ)
         try:
+            request = self._request(environ)
             response = request if isinstance(request, Response) else self.app.handle(request)
         except Exception:
             log.exception("unhandled error")
@@ -108,8 +178,8 @@ class WSGIApplication:
         start_response(_status_line(response), list(headers.items()))
         log.info(
             "%s %s %d %.1fms",
-            method,
-            _raw_path(environ)[0][:300],
+            log_safe(method, 20),
+            log_safe(_raw_path(environ)[0]),
             response.status,
             (time.perf_counter() - started) * 1000,
         )
@@ -124,16 +194,181 @@ class WSGIApplication:
         return [response.body]
 
 
-def serve(app: Application, host: str = "127.0.0.1", port: int = 8080, threads: int = 16) -> None:
+def plausible_upload_credentials(authorization: str | None) -> bool:
+    """Whether an `Authorization` header is HTTP Basic with `__token__` and a token's shape.
+
+    Decided from the header alone, without the store: the upload check refuses (403) every
+    request for which this is False, so its body need not be kept.
+    """
+    headers = Headers({"authorization": authorization} if authorization is not None else {})
+    credentials = basic_credentials(Request("POST", "", headers=headers))
+    return (
+        credentials is not None
+        and credentials[0] == USERNAME
+        and split_token(credentials[1]) is not None
+    )
+
+
+def is_upload_target(path: str) -> bool:
+    """Whether a (decoded) request path is one the application takes uploads at."""
+    route = index_route(path)
+    return isinstance(route, str) and route.split("/") in UPLOAD_PATHS
+
+
+class _Discarded:
+    """A body buffer that keeps nothing: the body of a POST that will be refused (403)."""
+
+    def append(self, data: bytes) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 0
+
+    def getfile(self) -> BytesIO:
+        return BytesIO()
+
+    def close(self) -> None:
+        pass
+
+
+def _waitress_major() -> int:
+    try:
+        return int(version("waitress").split(".", 1)[0])
+    except (PackageNotFoundError, ValueError):
+        return 0
+
+
+def _discarding_channel() -> type | None:
+    """waitress's connection class with a parser that drops the body of a doomed POST.
+
+    waitress receives a whole request (into memory, then a temporary file) before the
+    application sees it. This parser looks at the headers as soon as they are complete: a POST
+    to an upload URL without plausible upload credentials, which the application refuses
+    before it reads the body, gets its body dropped as it arrives instead of kept. No store is
+    asked: this runs in the I/O loop.
+    It relies on waitress 3's parser (`headers_finished`, `body_rcv.buf`), so it is used only
+    with waitress 3 and checks those attributes on every request.
+    """
+    if _waitress_major() != 3:
+        return None
+    from waitress.buffers import OverflowableBuffer
+    from waitress.channel import HTTPChannel
+    from waitress.parser import HTTPRequestParser
+    from waitress.utilities import RequestEntityTooLarge
+
+    class Parser(HTTPRequestParser):  # type: ignore[misc]
+        error: Any  # waitress's: None, or the error answered instead of the request
+
+        def received(self, data: bytes) -> int:
+            before = self.headers_finished
+            consumed: int = super().received(data)
+            if isinstance(self.error, RequestEntityTooLarge) and not before:
+                # waitress's own words name its setting; say what the index accepts
+                self.error = RequestEntityTooLarge(
+                    f"The request body is over {self.adj.max_request_body_size - 1} bytes, the "
+                    "most this index accepts (MAX_UPLOAD_SIZE, plus 1 MiB for the form)."
+                )
+            receiver = self.body_rcv
+            if (
+                not before
+                and self.headers_finished
+                and self.error is None
+                and receiver is not None
+                and isinstance(getattr(receiver, "buf", None), OverflowableBuffer)
+                and getattr(self, "command", "") == "POST"
+                and is_upload_target(getattr(self, "path", ""))
+                and not plausible_upload_credentials(self.headers.get("AUTHORIZATION"))
+            ):
+                receiver.buf.close()
+                receiver.buf = _Discarded()
+            return consumed
+
+    class Channel(HTTPChannel):  # type: ignore[misc]
+        parser_class = Parser
+
+    return Channel
+
+
+def _open_file_limit(wanted: int) -> int:
+    """Raise the soft limit on open files towards `wanted` (up to the hard limit); the limit."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX: no such limit to raise
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return wanted
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft
+    return target
+
+
+def _connection_limit() -> int:
+    # each connection takes a socket, and a temporary file while a large body arrives
+    files = _open_file_limit(2 * CONNECTION_LIMIT + _SPARE_FILES)
+    limit = min(CONNECTION_LIMIT, (files - _SPARE_FILES) // 2)
+    if limit < CONNECTION_LIMIT:
+        log.warning(
+            "the open-file limit (%d, ulimit -n) allows %d connections at once, not %d",
+            files,
+            limit,
+            CONNECTION_LIMIT,
+        )
+    return max(limit, 1)
+
+
+def create_server(
+    app: Application, host: str = "127.0.0.1", port: int = 8080, threads: int = 16
+) -> Any:
+    """A waitress server bound to `host:port`, not yet running (call `.run()`).
+
+    Raises BindError, whose message names the port and how to choose another.
+    """
     import waitress
 
-    waitress.serve(
-        WSGIApplication(app),
-        host=host,
-        port=port,
-        threads=threads,
-        ident="serverless-pypi",
-        # room for large uploads (the application enforces its own bound)
-        max_request_body_size=app.settings.max_upload_size + 2 * 1024 * 1024,
-        clear_untrusted_proxy_headers=True,
-    )
+    socket_map: dict[int, Any] = {}
+    try:
+        server = waitress.create_server(
+            WSGIApplication(app),
+            map=socket_map,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="serverless-pypi",
+            connection_limit=_connection_limit(),
+            # poll, not select: select cannot watch descriptors numbered past 1023
+            asyncore_use_poll=True,
+            channel_timeout=CHANNEL_TIMEOUT,
+            cleanup_interval=CLEANUP_INTERVAL,
+            inbuf_overflow=BODY_IN_MEMORY,
+            max_request_header_size=MAX_HEADER_SIZE,
+            # waitress refuses a longer declared body (413) before receiving it
+            max_request_body_size=app.settings.max_upload_size + 1024 * 1024 + 1,
+            clear_untrusted_proxy_headers=True,
+        )
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise BindError(
+                f"port {port} on {host} is already in use: stop the other server, or choose "
+                f"another port (make serve PORT={port + 1}, or serverless-pypi serve "
+                f"--port {port + 1})"
+            ) from None
+        raise BindError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    except ValueError as e:  # waitress: a host that does not resolve
+        raise BindError(f"cannot listen on {host}:{port}: {e}") from None
+    channel = _discarding_channel()
+    if channel is not None:
+        from waitress.server import BaseWSGIServer
+
+        for dispatcher in list(socket_map.values()):
+            if isinstance(dispatcher, BaseWSGIServer):
+                dispatcher.channel_class = channel
+    return server
+
+
+def serve(app: Application, host: str = "127.0.0.1", port: int = 8080, threads: int = 16) -> None:
+    """Serve until interrupted (raises BindError when the port cannot be bound)."""
+    create_server(app, host, port, threads).run()

@@ -46,6 +46,8 @@ TOKEN_PREFIX = "spypi_"  # noqa: S105 (a prefix, not a secret)
 FORMAT_VERSION = 1
 #: how long the server trusts its copy of the token list (revocations take this long)
 CACHE_TTL = 15.0
+#: how long an unknown token id is refused without asking the store again (see TokenCache)
+NEGATIVE_TTL = 1.0
 
 _ID = re.compile(r"^[0-9a-f]{16}$")
 _PATTERN = re.compile(r"^[A-Za-z0-9._\-*?\[\]!]{1,200}$")
@@ -291,12 +293,28 @@ class TokenStore:
         return removed
 
 
-class TokenCache:
-    """The server's copy of the token list: kept `ttl` seconds, then revalidated.
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """One read of the token list: replaced whole, so readers never see half an update."""
 
-    A token the copy does not know is looked up again at once (a conditional read, cheap when
-    nothing changed), so a token works as soon as it is created; a revoked one stops working
-    within `ttl` seconds. Safe to share between threads.
+    records: dict[str, TokenRecord]
+    etag: str | None
+    #: when the read that made it started (the monotonic clock)
+    read_at: float
+
+
+class TokenCache:
+    """The server's copy of the token list, shared by every thread.
+
+    - The copy is trusted for `ttl` seconds; after that one request re-reads it (a conditional
+      read, cheap when nothing changed) while the others go on with the copy, so a revoked
+      token stops working within about `ttl` seconds and no reader waits for the store.
+    - A well-formed token whose id the copy does not know re-reads the list, unless the copy
+      was read less than `negative_ttl` seconds ago: a flood of made-up ids costs at most one
+      store read per `negative_ttl`, and a token works at the latest `negative_ttl` seconds
+      after it was created (at once when the list was not read in between). A request that
+      needs a re-read already under way waits for that one instead of starting another.
+    - Only the very first load makes every request wait.
     """
 
     def __init__(
@@ -305,35 +323,62 @@ class TokenCache:
         ttl: float = CACHE_TTL,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], datetime] = _now,
+        negative_ttl: float = NEGATIVE_TTL,
     ) -> None:
         self.store = store
         self.ttl = ttl
+        self.negative_ttl = negative_ttl
         self._monotonic = monotonic
         self._clock = clock
-        self._lock = threading.Lock()
-        self._records: dict[str, TokenRecord] = {}
-        self._etag: str | None = None
-        self._loaded_at: float | None = None
+        # held by the one thread that reads the store; readers of the copy never take it
+        self._reading = threading.Lock()
+        self._snapshot: _Snapshot | None = None
 
-    def _refresh(self) -> None:
-        with self._lock:
-            try:
-                blob = self.store.get(layout.TOKENS, if_none_match=self._etag)
-            except NotModified:
-                pass
-            except NotFound:
-                self._records, self._etag = {}, None
-            else:
-                self._records, self._etag = _decode(blob.data), blob.etag
-            self._loaded_at = self._monotonic()
+    def _read(self) -> _Snapshot:
+        """Read the list from the store (the caller holds `_reading`)."""
+        started = self._monotonic()
+        current = self._snapshot
+        try:
+            blob = self.store.get(
+                layout.TOKENS, if_none_match=current.etag if current is not None else None
+            )
+        except NotModified:
+            assert current is not None  # a conditional read needs a copy to compare
+            snapshot = _Snapshot(current.records, current.etag, started)
+        except NotFound:
+            snapshot = _Snapshot({}, None, started)
+        else:
+            snapshot = _Snapshot(_decode(blob.data), blob.etag, started)
+        self._snapshot = snapshot
+        return snapshot
+
+    def _read_since(self, moment: float, *, wait: bool) -> _Snapshot | None:
+        """A copy read after `moment`: re-read unless one is. Without `wait`, a re-read
+        already under way in another thread is left to it (None: use the copy you have)."""
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot.read_at > moment:
+            return snapshot
+        if not self._reading.acquire(blocking=wait):
+            return None
+        try:
+            snapshot = self._snapshot  # another thread may have read it while we waited
+            if snapshot is not None and snapshot.read_at > moment:
+                return snapshot
+            return self._read()
+        finally:
+            self._reading.release()
 
     def verify(self, token: str) -> TokenRecord | None:
         """The record of a valid, unexpired token, else None."""
-        loaded = self._loaded_at
-        fresh = loaded is not None and self._monotonic() - loaded < self.ttl
-        if not fresh:
-            self._refresh()
+        now = self._monotonic()
+        snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = self._read_since(float("-inf"), wait=True)  # the first load: all wait
+        elif now - snapshot.read_at >= self.ttl:
+            snapshot = self._read_since(now - self.ttl, wait=False) or snapshot
+        assert snapshot is not None
         parts = split_token(token)
-        if fresh and parts is not None and parts[0] not in self._records:
-            self._refresh()  # created since we last looked?
-        return verify(self._records, token, self._clock())
+        if parts is not None and parts[0] not in snapshot.records:
+            # created since the copy was read? Ask again, at most once per negative_ttl
+            snapshot = self._read_since(now - self.negative_ttl, wait=True) or snapshot
+        return verify(snapshot.records, token, self._clock())

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import multipart
 from packaging.version import InvalidVersion, Version
@@ -48,7 +47,10 @@ __all__ = ["MAX_FORM_TEXT", "UploadError", "UploadForm", "UploadHandler", "parse
 MAX_FORM_TEXT = MAX_METADATA_SIZE
 #: parts in one form: twine sends one per classifier, so hundreds are normal
 MAX_FORM_PARTS = 5000
+#: the body is read and parsed in pieces of this size: an upload never holds it whole
 _CHUNK = 1024 * 1024
+#: the uploaded file stays in memory up to this size, then goes to a temporary file
+UPLOAD_IN_MEMORY = 4 * 1024 * 1024
 #: the fields the index reads; the other metadata fields are counted and dropped
 _KEPT = frozenset(
     {
@@ -138,7 +140,7 @@ class _FormReader:
             if not segment.filename:
                 raise _bad("The 'content' part of the form has no file name.")
             self.form.filename = segment.filename
-            self.form.content = spooled()  # closed by form.close()
+            self.form.content = spooled(UPLOAD_IN_MEMORY)  # closed by form.close()
             self.hashers = {
                 "sha256_digest": hashlib.sha256(),
                 "blake2_256_digest": hashlib.blake2b(digest_size=32),
@@ -182,27 +184,58 @@ class _FormReader:
         self.buffer.clear()
 
 
+def _chunks(body: bytes | IO[bytes], length: int) -> Iterator[bytes]:
+    """The body in pieces of at most `_CHUNK` bytes, then b"" (the end of the input).
+
+    A stream is read up to `length` bytes, and no further (UploadError 400 if it ends early).
+    """
+    if isinstance(body, bytes | bytearray | memoryview):
+        view = memoryview(body)
+        yield from (bytes(view[i : i + _CHUNK]) for i in range(0, len(view), _CHUNK))
+    else:
+        remaining = length
+        while remaining > 0:
+            chunk = body.read(min(_CHUNK, remaining))
+            if not chunk:
+                raise _bad(
+                    f"The request body ends {remaining} bytes before its Content-Length: "
+                    "it was cut short."
+                )
+            remaining -= len(chunk)
+            yield chunk
+    yield b""
+
+
 def parse_form(
-    body: bytes,
+    body: bytes | IO[bytes],
     content_type: str | None,
     max_file_size: int,
     max_text: int = MAX_FORM_TEXT,
     too_large_hint: str = "",
+    *,
+    content_length: int | None = None,
 ) -> UploadForm:
     """Parse an upload form (RFC 7578), hashing the file into a spooled file as it streams.
+
+    `body` is the whole body, or a stream of `content_length` bytes, read in pieces: the form
+    holds at most `UPLOAD_IN_MEMORY` bytes of the file in memory, the rest is on disk.
 
     Raises UploadError: 400 for a malformed or incomplete form, 413 for a file over
     `max_file_size` bytes.
     """
     boundary = _boundary(content_type)
+    if isinstance(body, bytes | bytearray | memoryview):
+        length = len(body)
+    elif content_length is None:
+        raise ValueError("parse_form: a stream needs its content_length")
+    else:
+        length = content_length
     reader = _FormReader(max_file_size, max_text, too_large_hint)
     try:
         parser = multipart.PushMultipartParser(
-            boundary, content_length=len(body), max_segment_count=MAX_FORM_PARTS
+            boundary, content_length=length, max_segment_count=MAX_FORM_PARTS
         )
-        view = memoryview(body)
-        chunks = (bytes(view[i : i + _CHUNK]) for i in range(0, len(body), _CHUNK))
-        for chunk in itertools.chain(chunks, [b""]):  # an empty chunk ends the input
+        for chunk in _chunks(body, length):  # the last, empty chunk ends the input
             for event in parser.parse(chunk):
                 if isinstance(event, multipart.MultipartSegment):
                     reader.start(event)
@@ -218,7 +251,7 @@ def parse_form(
     except multipart.MultipartError as e:
         reader.form.close()
         raise _bad(f"The upload form is not valid multipart/form-data: {e}.") from None
-    except UploadError:
+    except BaseException:
         reader.form.close()
         raise
     reader.form.digests = {name: h.hexdigest() for name, h in reader.hashers.items()}
@@ -284,6 +317,19 @@ def _validate(form: UploadForm) -> Distribution:
     return dist
 
 
+def _content_length(request: Request) -> int | None:
+    """The declared length of a streamed body (raises UploadError 400 or 411)."""
+    if request.stream is None:
+        return None
+    raw = request.headers.get("content-length")
+    if raw is None:
+        raise UploadError(411, "An upload needs a Content-Length header.")
+    # RFC 9110 section 8.6: Content-Length = 1*DIGIT
+    if not raw.strip().isdigit() or not raw.strip().isascii():
+        raise _bad(f"The Content-Length {raw[:40]!r} is not a number.")
+    return int(raw)
+
+
 class UploadHandler:
     """The application's upload hook: authenticate, parse, validate, publish."""
 
@@ -308,10 +354,11 @@ class UploadHandler:
             return refusal
         try:
             form = parse_form(
-                request.body,
+                request.body if request.stream is None else request.stream,
                 request.headers.get("content-type"),
                 self.max_file_size,
                 too_large_hint=self.too_large_hint,
+                content_length=_content_length(request),
             )
         except UploadError as e:
             return error(e.status, e.message)

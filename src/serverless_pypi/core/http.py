@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 from urllib.parse import parse_qsl
 
 __all__ = [
+    "MAX_ENTITY_TAG",
+    "MAX_IF_NONE_MATCH",
     "Headers",
+    "IfNoneMatch",
+    "InvalidConditional",
     "Request",
     "Response",
     "accepts_gzip",
     "error",
     "etag_matches",
     "make_etag",
+    "parse_if_none_match",
     "redirect",
 ]
 
@@ -52,7 +59,10 @@ class Request:
     """A request to the index.
 
     `path` is the raw (still percent-encoded) path below the index root: "" for the project
-    list, "name/" for a project page, "name/file" for a file. `body` is the raw request body.
+    list, "name/" for a project page, "name/file" for a file. `body` is the raw request body
+    as bytes (Lambda), or `stream` carries it unread (the local server), so that a handler can
+    check the credentials in the headers before it reads a byte of the body, and then read it
+    in pieces.
     """
 
     method: str
@@ -60,6 +70,8 @@ class Request:
     query: str = ""
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
+    #: the body as a readable stream of `content-length` bytes; when set, `body` is empty
+    stream: IO[bytes] | None = None
 
     def query_param(self, name: str) -> str | None:
         for key, value in parse_qsl(self.query, keep_blank_values=True):
@@ -83,14 +95,78 @@ def make_etag(data: bytes) -> str:
     return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
 
 
+#: the longest If-None-Match accepted, and the longest entity tag passed on to a store
+MAX_IF_NONE_MATCH = 4096
+MAX_ENTITY_TAG = 256
+# RFC 9110 section 8.8.3: entity-tag = [ W/ ] DQUOTE *etagc DQUOTE, etagc = %x21 / %x23-7E /
+# obs-text; a comma is an etagc, so a list is split by this pattern, never at every comma
+_ENTITY_TAG_ITEM = re.compile(r'[ \t]*(?:((?:W/)?"[\x21\x23-\x7e\x80-\xff]*")[ \t]*)?(?:,|\Z)')
+_ASCII_TAG = re.compile(r'"[\x21\x23-\x7e]*"')
+
+
+class InvalidConditional(ValueError):
+    """An If-None-Match header that is neither `*` nor a list of entity tags."""
+
+
+@dataclass(frozen=True, slots=True)
+class IfNoneMatch:
+    """A parsed If-None-Match (RFC 9110 section 13.1.2): `*`, or entity tags without `W/`."""
+
+    any: bool
+    tags: tuple[str, ...]
+
+    def matches(self, etag: str) -> bool:
+        # If-None-Match uses the weak comparison: W/ is ignored on both sides
+        return self.any or etag.removeprefix("W/") in self.tags
+
+    def single_tag(self) -> str | None:
+        """The one ASCII tag a store can compare itself (S3's IfNoneMatch), if that is all."""
+        if self.any or len(self.tags) != 1:
+            return None
+        tag = self.tags[0]
+        return tag if len(tag) <= MAX_ENTITY_TAG and _ASCII_TAG.fullmatch(tag) else None
+
+
+def parse_if_none_match(value: str | None) -> IfNoneMatch | None:
+    """`If-None-Match = "*" / #entity-tag`; None when absent, InvalidConditional if malformed.
+
+    Empty list elements are allowed (RFC 9110 section 5.6.1); a value longer than
+    MAX_IF_NONE_MATCH, or a tag longer than MAX_ENTITY_TAG, is refused as oversized.
+    """
+    if value is None:
+        return None
+    if len(value) > MAX_IF_NONE_MATCH:
+        raise InvalidConditional(f"If-None-Match is longer than {MAX_IF_NONE_MATCH} characters")
+    if value.strip(" \t") == "*":
+        return IfNoneMatch(True, ())
+    tags: list[str] = []
+    position = 0
+    while position < len(value):
+        match = _ENTITY_TAG_ITEM.match(value, position)
+        if match is None or match.end() == position:
+            raise InvalidConditional(
+                "If-None-Match must be * or a comma-separated list of entity tags such as "
+                '"abc" or W/"abc" (RFC 9110 section 8.8.3)'
+            )
+        if match.group(1):
+            tag = match.group(1).removeprefix("W/")
+            if len(tag) > MAX_ENTITY_TAG:
+                raise InvalidConditional(
+                    f"an entity tag in If-None-Match is longer than {MAX_ENTITY_TAG} characters"
+                )
+            tags.append(tag)
+        position = match.end()
+    return IfNoneMatch(False, tuple(tags))
+
+
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
-    """RFC 9110 section 13.1.2: If-None-Match uses the weak comparison."""
-    if not if_none_match:
+    """RFC 9110 section 13.1.2: If-None-Match uses the weak comparison; malformed never
+    matches (the application refuses it before it gets here)."""
+    try:
+        parsed = parse_if_none_match(if_none_match)
+    except InvalidConditional:
         return False
-    if if_none_match.strip() == "*":
-        return True
-    wanted = etag.removeprefix("W/")
-    return any(tag.strip().removeprefix("W/") == wanted for tag in if_none_match.split(","))
+    return parsed is not None and parsed.matches(etag)
 
 
 def accepts_gzip(headers: Headers) -> bool:

@@ -12,7 +12,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .names import InvalidFilename, NormalizedName, parse_distribution_filename
+from .names import (
+    InvalidFilename,
+    NormalizedName,
+    distribution_identity,
+    parse_distribution_filename,
+)
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -105,6 +110,32 @@ class ProjectIndex:
     def served(self) -> list[FileRecord]:
         """The files a page lists: all but those recorded with a problem."""
         return [r for r in self.files.values() if r.problem is None]
+
+    def rivals(self, filename: str, key: str) -> list[FileRecord]:
+        """Records under other file names of the same distribution (see `Identity`) as the
+        object `key` holding `filename`, which the index keeps in its place.
+
+        An index keeps one key per identity: the one its manifest lists, and of two listed
+        keys the first in key order. So every such record is a rival of an unlisted key; a
+        listed key's rivals are those with earlier keys. The caller checks that their objects
+        still exist (a record of a deleted object is dropped by its own event).
+        """
+        try:
+            identity = distribution_identity(filename)
+        except InvalidFilename:
+            return []
+        mine = self.files.get(filename)
+        listed = mine is not None and mine.key == key
+        found = []
+        for record in self.files.values():
+            if record.filename == filename or (listed and record.key > key):
+                continue
+            try:
+                if distribution_identity(record.filename) == identity:
+                    found.append(record)
+            except InvalidFilename:
+                continue
+        return found
 
     def sorted_files(self) -> list[FileRecord]:
         """Served files ordered by version, then name: the order pages list them in."""

@@ -7,6 +7,7 @@ overrides it; a malformed header or no acceptable offer falls back to HTML (like
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -47,6 +48,8 @@ _ALIASES = {
 }
 _FORMAT_SHORTHANDS = {"json": Format.JSON_V1, "html": Format.HTML}
 _MAX_ACCEPT_LENGTH = 4096
+# a space between two token characters of a media type was a "+" before form decoding
+_FORM_PLUS = re.compile(r"(?<=[a-z0-9.\-])\x20+(?=[a-z0-9])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +109,9 @@ def _quality(ranges: list[MediaRange], media_type: str) -> float:
 def choose_format(accept: str | None, format_param: str | None = None) -> Format:
     """The page format to serve for an Accept header and an optional `?format=`."""
     if format_param:
-        wanted = format_param.strip().lower()
+        # a literal "+" in the query (`?format=application/vnd.pypi.simple.v1+json`, as the
+        # PEP writes it) arrives as a space from form decoding: no media type holds a space
+        wanted = _FORM_PLUS.sub("+", format_param.strip().lower())
         if wanted in _FORMAT_SHORTHANDS:
             return _FORMAT_SHORTHANDS[wanted]
         accept = wanted  # `?format=<media type>` behaves as that Accept header

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 from .base import (
+    AccessDenied,
     Blob,
+    BucketNotFound,
+    NoCredentials,
     NotFound,
     NotModified,
     ObjectInfo,
     PreconditionFailed,
     Store,
     StoreError,
+    StoreUnavailable,
+    StoreUnreachable,
 )
 
 __all__ = [
+    "AccessDenied",
     "Blob",
+    "BucketNotFound",
+    "NoCredentials",
     "NotFound",
     "NotModified",
     "ObjectInfo",
     "PreconditionFailed",
     "Store",
     "StoreError",
+    "StoreUnavailable",
+    "StoreUnreachable",
     "open_store",
 ]
 

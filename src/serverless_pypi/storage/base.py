@@ -15,18 +15,58 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 __all__ = [
+    "AccessDenied",
     "Blob",
+    "BucketNotFound",
+    "NoCredentials",
     "NotFound",
     "NotModified",
     "ObjectInfo",
     "PreconditionFailed",
     "Store",
     "StoreError",
+    "StoreUnavailable",
+    "StoreUnreachable",
 ]
 
 
 class StoreError(Exception):
     """The store failed or refused (permissions, network): never means "empty"."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot answer at all: `cause` says why in words a person can act on.
+
+    `transient` causes (an endpoint that does not answer, throttling) may pass by themselves;
+    the others are configuration problems that stay until someone fixes them.
+    """
+
+    transient = False
+
+    def __init__(self, cause: str, location: str = "", detail: str = "") -> None:
+        message = f"{location}: {cause}" if location else cause
+        super().__init__(f"{message} ({detail})" if detail else message)
+        self.cause = cause
+        self.location = location
+        self.detail = detail
+
+
+class BucketNotFound(StoreUnavailable):
+    """The bucket (or directory) the store names does not exist."""
+
+
+class AccessDenied(StoreUnavailable):
+    """The credentials in use may not read or write the store."""
+
+
+class NoCredentials(StoreUnavailable):
+    """No credentials were found, or the service refused them as invalid or expired."""
+
+
+class StoreUnreachable(StoreUnavailable):
+    """The service did not answer (network, DNS, timeouts, throttling): may pass by itself."""
+
+    transient = True
 
 
 class NotFound(StoreError, FileNotFoundError):
@@ -106,6 +146,12 @@ class Store(ABC):
     @abstractmethod
     def list_folders(self, prefix: str = "") -> Iterator[str]:
         """Names of the "folders" directly under `prefix` (keys with a further `/`)."""
+
+    def check(self) -> None:
+        """Probe the store cheaply (one listing request): raise StoreUnavailable (with a
+        `cause` for people) when it cannot work, e.g. at startup, before serving anyone."""
+        for _ in self.list_folders(""):
+            break
 
     def find(self, key: str) -> ObjectInfo | None:
         """The object's size, etag and time, or None when there is no such object."""

@@ -18,12 +18,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from .base import Blob, NotFound, NotModified, ObjectInfo, PreconditionFailed, Store, StoreError
+from .base import (
+    AccessDenied,
+    Blob,
+    NotFound,
+    NotModified,
+    ObjectInfo,
+    PreconditionFailed,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
 
 __all__ = ["LocalStore"]
 
 _LOCKS = ".locks"
 _TMP = ".tmp-"
+#: tries to create a folder and a file in it while concurrent deletes remove the folder
+_MKDIR_ATTEMPTS = 100
 
 
 def _etag(st: os.stat_result) -> str:
@@ -131,9 +143,7 @@ class LocalStore(Store):
         if_none_match: bool = False,
     ) -> str:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=_TMP, dir=path.parent)
-        tmp = Path(tmp_name)
+        fd, tmp = self._temporary(key, path)
         try:
             with os.fdopen(fd, "wb") as out:
                 if isinstance(data, bytes):
@@ -143,16 +153,19 @@ class LocalStore(Store):
                 out.flush()
                 os.fsync(out.fileno())
             tmp.chmod(0o644)
+            # the object's etag: a rename or link keeps inode, mtime and size, and reading it
+            # back from `path` could race with a delete of it
+            etag = _etag(tmp.stat())
             if if_none_match:
                 try:
                     # link() fails if the target exists: an atomic create-if-absent
                     os.link(tmp, path)
                 except FileExistsError:
                     raise PreconditionFailed(key) from None
-                return _etag(path.stat())
+                return etag
             if if_match is None:
                 tmp.replace(path)
-                return _etag(path.stat())
+                return etag
             with self._locked(key):
                 try:
                     current = _etag(path.stat())
@@ -161,9 +174,29 @@ class LocalStore(Store):
                 if current != if_match:
                     raise PreconditionFailed(key)
                 tmp.replace(path)
-                return _etag(path.stat())
+                return etag
         finally:
             tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def _temporary(key: str, path: Path) -> tuple[int, Path]:
+        """A new temporary file next to `path`, creating its folders.
+
+        A concurrent `delete` removes folders it leaves empty: one may go between creating it
+        and creating the file in it (FileNotFoundError), or between `mkdir` finding it there
+        and checking that it is a folder (FileExistsError), so both are tried again. Once the
+        temporary file is in it, the folder is not empty and stays.
+        """
+        for _ in range(_MKDIR_ATTEMPTS):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(prefix=_TMP, dir=path.parent)
+            except (FileNotFoundError, FileExistsError):
+                continue
+            except NotADirectoryError:
+                raise StoreError(f"cannot write {key!r}: a file is where a folder goes") from None
+            return fd, Path(name)
+        raise StoreError(f"cannot write {key!r}: its folder kept being removed, or is a file")
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -203,7 +236,11 @@ class LocalStore(Store):
                 if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
                     yield from self._walk(Path(entry.path), key + "/", prefix)
             elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
-                yield _info(key, entry.stat())
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue  # deleted since the folder was read
+                yield _info(key, st)
 
     def list_folders(self, prefix: str = "") -> Iterator[str]:
         try:
@@ -216,3 +253,17 @@ class LocalStore(Store):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 yield entry.name
+
+    def check(self) -> None:
+        """The directory exists and may be read and written, or can be created."""
+        if self.root.exists():
+            if not self.root.is_dir():
+                raise StoreUnavailable(f"{self.root} is not a directory", self.location)
+            if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
+                raise AccessDenied(f"{self.root} may not be read and written", self.location)
+            return
+        parent = next((p for p in self.root.parents if p.exists()), None)
+        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise AccessDenied(
+                f"{self.root} does not exist and cannot be created in {parent}", self.location
+            )

@@ -14,9 +14,31 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    CredentialRetrievalError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
 
-from .base import Blob, NotFound, NotModified, ObjectInfo, PreconditionFailed, Store, StoreError
+from .base import (
+    AccessDenied,
+    Blob,
+    BucketNotFound,
+    NoCredentials,
+    NotFound,
+    NotModified,
+    ObjectInfo,
+    PreconditionFailed,
+    Store,
+    StoreError,
+    StoreUnreachable,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -57,19 +79,68 @@ def _status(error: ClientError) -> str:
     return str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
 
 
-def _translate(error: Exception, key: str) -> StoreError:
+# S3 error codes that mean the store cannot work as configured, with what a person should do
+_CREDENTIALS_REFUSED = {
+    "InvalidAccessKeyId": "the access key id is not known to S3",
+    "SignatureDoesNotMatch": "the secret access key does not match the access key id",
+    "ExpiredToken": "the session credentials have expired",
+    "InvalidToken": "the session token is invalid",
+    "TokenRefreshRequired": "the session credentials have expired",
+}
+_THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded"}
+_UNREACHABLE = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+)
+_NO_CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)
+
+
+def _translate(error: Exception, key: str, bucket: str = "") -> StoreError:
+    where = f"s3://{bucket}" if bucket else "S3"
     if isinstance(error, ClientError):
         code, status = _code(error), _status(error)
         if code == "NoSuchBucket":
             # a missing bucket is a misconfiguration, never an empty store
-            return StoreError(f"S3 bucket not found (NoSuchBucket) reading {key!r}")
+            return BucketNotFound(
+                f"the bucket {bucket!r} does not exist (check S3_BUCKET / --store and the region)",
+                where,
+                str(error),
+            )
+        if code in _CREDENTIALS_REFUSED:
+            return NoCredentials(
+                f"S3 refused the credentials: {_CREDENTIALS_REFUSED[code]}", where, str(error)
+            )
+        if code in {"AccessDenied", "AllAccessDisabled", "403"} or status == "403":
+            return AccessDenied(
+                "access denied: the credentials in use may not use this bucket "
+                "(check the role's or user's policy and the bucket policy)",
+                where,
+                f"on {key!r}: {error}",
+            )
         if code in _NOT_FOUND or status == "404":
             return NotFound(key)
         if code in {"304", "NotModified"} or status == "304":
             return NotModified(key)
         if code in _CONFLICT or status in {"412", "409"}:
             return PreconditionFailed(key)
+        if code in _THROTTLED or status in {"500", "503"}:
+            return StoreUnreachable(
+                f"S3 is busy or failing ({code or status})", where, f"on {key!r}: {error}"
+            )
         return StoreError(f"S3 refused {key!r}: {code or status} {error}")
+    if isinstance(error, _NO_CREDENTIALS):
+        return NoCredentials(
+            "no AWS credentials were found (set AWS_PROFILE, AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY, or run with a role)",
+            where,
+            str(error),
+        )
+    if isinstance(error, _UNREACHABLE):
+        return StoreUnreachable(
+            f"the S3 endpoint does not answer ({type(error).__name__})", where, str(error)
+        )
     return StoreError(f"S3 failed on {key!r}: {error}")
 
 
@@ -98,14 +169,14 @@ class S3Store(Store):
             response = self.client.get_object(**args)
             data = response["Body"].read()
         except (ClientError, BotoCoreError) as e:
-            raise _translate(e, key) from e
+            raise _translate(e, key, self.bucket) from e
         return Blob(data, response["ETag"], response["LastModified"])
 
     def head(self, key: str) -> ObjectInfo:
         try:
             response = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except (ClientError, BotoCoreError) as e:
-            raise _translate(e, key) from e
+            raise _translate(e, key, self.bucket) from e
         return ObjectInfo(
             key, response["ContentLength"], response["ETag"], response["LastModified"]
         )
@@ -118,7 +189,7 @@ class S3Store(Store):
         try:
             body = self.client.get_object(**args)["Body"]
         except (ClientError, BotoCoreError) as e:
-            raise _translate(e, key) from e
+            raise _translate(e, key, self.bucket) from e
         with contextlib.closing(body):
             yield body  # type: ignore[misc]
 
@@ -144,7 +215,7 @@ class S3Store(Store):
         try:
             response = self.client.put_object(**args)
         except (ClientError, BotoCoreError) as e:
-            error = _translate(e, key)
+            error = _translate(e, key, self.bucket)
             if if_match is not None and isinstance(error, NotFound):
                 # S3 answers 404 to If-Match on a missing object: the condition does not hold
                 raise PreconditionFailed(key) from e
@@ -155,7 +226,7 @@ class S3Store(Store):
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except (ClientError, BotoCoreError) as e:
-            error = _translate(e, key)
+            error = _translate(e, key, self.bucket)
             if not isinstance(error, NotFound):
                 raise error from e
 
@@ -168,7 +239,14 @@ class S3Store(Store):
             for page in self.client.get_paginator("list_objects_v2").paginate(**args):
                 yield dict(page)
         except (ClientError, BotoCoreError) as e:
-            raise _translate(e, prefix) from e
+            raise _translate(e, prefix, self.bucket) from e
+
+    def check(self) -> None:
+        """One LIST of at most one key: fails on a missing bucket, bad credentials, no access."""
+        try:
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e, self.prefix, self.bucket) from e
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         skip = len(self.prefix)
