@@ -41,7 +41,7 @@ def prepare(tree: Tree) -> Stores:
     theirs.mkdir(parents=True)
     for path in sorted(tree.directory.iterdir()):
         os.link(path, theirs / path.name)
-    files = sorted(str(p) for p in tree.directory.iterdir())
+    files = _publishable(tree.directory, STORES / "publishable")
     started = time.perf_counter()
     done = subprocess.run(
         [str(BIN / "serverless-pypi"), "publish", "--store", str(ours), *files],
@@ -55,6 +55,32 @@ def prepare(tree: Tree) -> Stores:
         raise RuntimeError(f"serverless-pypi publish failed:\n{done.stdout}\n{done.stderr}")
     log(f"stores: published {len(files)} files in {seconds:.1f} s")
     return Stores(ours, theirs, ours / ".serverless-pypi" / "pages", seconds)
+
+
+def _publishable(corpus: Path, into: Path) -> list[str]:
+    """The corpus's files under the names an upload accepts (docs/publishing.md, "File names").
+
+    Older releases on PyPI carry legacy spellings (`MarkupSafe-2.1.5-...`), which the index
+    refuses for new uploads and names the canonical spelling of: a team publishing such a file
+    renames it, and so does the benchmark (hard links, no copies).
+    """
+    from serverless_pypi.core.names import InvalidFilename, check_publishable_filename
+
+    into.mkdir(parents=True)
+    files = []
+    for path in sorted(corpus.iterdir()):
+        name = path.name
+        try:
+            check_publishable_filename(name)
+        except InvalidFilename as e:
+            canonical = getattr(e, "canonical", None)
+            if canonical is None:
+                log(f"stores: not publishing {name}: {e}")
+                continue
+            name = canonical
+        os.link(path, into / name)
+        files.append(str(into / name))
+    return files
 
 
 def start(kind: str, stores: Stores, probe: str) -> Server:
