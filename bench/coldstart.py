@@ -109,14 +109,14 @@ def profile(env: dict[str, str], event: str, runs: int) -> dict[str, Any]:
         for group, ms in groups.items():
             extra[group].append(ms)
         for module in (
-            "serverless_pypi.aws_lambda",
-            "serverless_pypi.app",
-            "serverless_pypi.upload",
-            "serverless_pypi.access",
-            "serverless_pypi.tokens",
-            "serverless_pypi.indexer",
+            "serverless_pypi.adapters.aws_lambda",
+            "serverless_pypi.web.app",
+            "serverless_pypi.web.upload",
+            "serverless_pypi.auth.access",
+            "serverless_pypi.auth.tokens",
+            "serverless_pypi.index.indexer",
             "serverless_pypi.storage.s3",
-            "serverless_pypi.core.inspect",
+            "serverless_pypi.core.metadata",
             "serverless_pypi.core.names",
             "packaging.metadata",
             "multipart",

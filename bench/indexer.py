@@ -114,7 +114,7 @@ def _event(bucket: str, key: str) -> dict[str, Any]:
 
 def local_events(root: Path, files: int, count: int) -> dict[str, Any]:
     """Index `count` new files of an existing project, then of new projects, locally."""
-    from serverless_pypi.indexer import Indexer
+    from serverless_pypi.index.indexer import Indexer
     from serverless_pypi.storage.local import LocalStore
 
     store = CountingStore(LocalStore(root))
@@ -140,8 +140,8 @@ def local_events(root: Path, files: int, count: int) -> dict[str, Any]:
 
 def s3_events(moto: Moto, bucket: str, files: int, count: int) -> dict[str, Any]:
     """The same on S3 (moto), through `reindex_handler` with EventBridge events."""
-    from serverless_pypi import aws_lambda
-    from serverless_pypi.indexer import Indexer
+    from serverless_pypi.adapters import aws_lambda
+    from serverless_pypi.index.indexer import Indexer
     from serverless_pypi.storage.s3 import S3Store
 
     results: dict[str, Any] = {}

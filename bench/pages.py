@@ -94,9 +94,9 @@ def measure(
 
 
 def run(moto: Moto, quick: bool = False) -> dict[str, Any]:
-    from serverless_pypi import aws_lambda
-    from serverless_pypi.app import Application
+    from serverless_pypi.adapters import aws_lambda
     from serverless_pypi.storage.local import LocalStore
+    from serverless_pypi.web.app import Application
 
     results: dict[str, Any] = {"sizes": list(SIZES), "fillers": FILLERS, "rows": []}
     original = aws_lambda.application

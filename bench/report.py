@@ -344,7 +344,8 @@ def _coldstart(data: dict[str, Any]) -> list[str]:
         "## 1. Cold start",
         "",
         "A fresh interpreter per run (a subprocess), as a new Lambda execution environment: "
-        "`from serverless_pypi.aws_lambda import api_handler` and one project page (10 files) "
+        "`from serverless_pypi.aws_lambda import api_handler` and one project page "
+        "(10 files) "
         "read from S3 (moto's standalone server), against the floor any Python function on "
         "S3 pays, `import boto3; boto3.client('s3')`. Same environment for both (region, "
         "dummy credentials, endpoint); the programs alternate, "

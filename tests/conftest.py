@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from serverless_pypi.catalog import Catalog
+from serverless_pypi.index.catalog import Catalog
 from serverless_pypi.storage import Store
 from serverless_pypi.storage.local import LocalStore
 from serverless_pypi.storage.s3 import S3Store

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from serverless_pypi.access import AccessControl, basic_credentials
-from serverless_pypi.app import Application
-from serverless_pypi.catalog import Catalog
-from serverless_pypi.cli import _access_hooks
-from serverless_pypi.config import Settings
+from serverless_pypi.adapters.cli import _access_hooks
+from serverless_pypi.auth.access import AccessControl, basic_credentials
+from serverless_pypi.auth.tokens import TokenCache, TokenStore
+from serverless_pypi.core.config import Settings
 from serverless_pypi.core.http import Headers, Request
 from serverless_pypi.core.names import NormalizedName
-from serverless_pypi.publish import publish
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.publish import publish
 from serverless_pypi.storage import Store
 from serverless_pypi.storage.local import LocalStore
 from serverless_pypi.storage.s3 import S3Store
-from serverless_pypi.tokens import TokenCache, TokenStore
+from serverless_pypi.web.app import Application
 from tests.conftest import BIN, LiveServer
 from tests.dists import make_wheel
 from tests.forms import basic_auth

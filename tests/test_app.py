@@ -18,18 +18,18 @@ import boto3
 import pytest
 from pypi_simple import IndexPage, ProjectPage
 
-from serverless_pypi import layout
-from serverless_pypi.app import Application
-from serverless_pypi.catalog import Catalog
-from serverless_pypi.config import Settings
+from serverless_pypi.core.config import Settings
 from serverless_pypi.core.http import Headers, Request, Response
-from serverless_pypi.core.model import ProjectIndex
+from serverless_pypi.core.model import Manifest
 from serverless_pypi.core.names import NormalizedName
 from serverless_pypi.core.render import API_VERSION
-from serverless_pypi.publish import publish
+from serverless_pypi.index import layout
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.publish import publish
 from serverless_pypi.storage import Store
 from serverless_pypi.storage.local import LocalStore
 from serverless_pypi.storage.s3 import S3Store
+from serverless_pypi.web.app import Application
 from tests.dists import make_sdist, make_wheel
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -668,7 +668,7 @@ def test_values_from_the_manifest_are_escaped(store: Store, tmp_path: Path) -> N
     publish_path(store, wheel)
     reason = '"><script>alert(1)</script><a href="'
 
-    def yank(index: ProjectIndex) -> bool:
+    def yank(index: Manifest) -> bool:
         index.files[wheel.name] = index.files[wheel.name].with_changes(yanked=reason)
         return True
 

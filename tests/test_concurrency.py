@@ -9,11 +9,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from serverless_pypi import layout
-from serverless_pypi.catalog import Catalog
 from serverless_pypi.core.names import NormalizedName
-from serverless_pypi.indexer import Indexer
-from serverless_pypi.publish import FileExists, publish
+from serverless_pypi.index import layout
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.indexer import Indexer
+from serverless_pypi.index.publish import FileExists, publish
 from serverless_pypi.storage import Store
 from tests.dists import make_wheel
 

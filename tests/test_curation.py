@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from pypi_simple import ProjectPage
 
-from serverless_pypi import curation, layout
-from serverless_pypi.app import Application
-from serverless_pypi.catalog import Catalog
-from serverless_pypi.cli import main
+from serverless_pypi.adapters.cli import main
 from serverless_pypi.core.http import Headers, Request
 from serverless_pypi.core.names import NormalizedName
-from serverless_pypi.publish import publish
+from serverless_pypi.index import curation, layout
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.publish import publish
 from serverless_pypi.storage import NotFound
 from serverless_pypi.storage.local import LocalStore
+from serverless_pypi.web.app import Application
 from tests.conftest import BIN, LiveServer
 from tests.dists import make_sdist, make_wheel
 from tests.test_access import client_env

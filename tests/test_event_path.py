@@ -11,8 +11,9 @@ from typing import Any
 import boto3
 import pytest
 
-from serverless_pypi import aws_lambda, layout
+from serverless_pypi.adapters import aws_lambda
 from serverless_pypi.core.names import NormalizedName
+from serverless_pypi.index import layout
 from serverless_pypi.storage.s3 import S3Store
 from tests.conftest import REGION
 from tests.dists import make_wheel

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from serverless_pypi.events import parse_invocation
+from serverless_pypi.index.events import parse_invocation
 
 BUCKET = "pkgs"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serverless_pypi.config import FALSE_VALUES, TRUE_VALUES, ConfigError, Settings, parse_bool
+from serverless_pypi.core.config import FALSE_VALUES, TRUE_VALUES, ConfigError, Settings, parse_bool
 
 ON = ["1", "true", "TRUE", "True", "yes", "YES", "on", "On", " on ", "\ttrue\n"]
 OFF = ["", "   ", "0", "false", "FALSE", "no", "No", "off", "OFF", " 0 "]

@@ -15,11 +15,11 @@ from typing import Any
 import boto3
 import pytest
 
-from serverless_pypi import aws_lambda
-from serverless_pypi.aws_lambda import api_handler, application, reindex_handler
-from serverless_pypi.catalog import Catalog
-from serverless_pypi.events import MAX_NESTING, parse_invocation
-from serverless_pypi.publish import publish
+from serverless_pypi.adapters import aws_lambda
+from serverless_pypi.adapters.aws_lambda import api_handler, application, reindex_handler
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.events import MAX_NESTING, parse_invocation
+from serverless_pypi.index.publish import publish
 from serverless_pypi.storage.s3 import S3Store
 from tests.dists import make_wheel
 from tests.test_events import BUCKET, eventbridge, s3_notification, sqs

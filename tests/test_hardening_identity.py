@@ -18,12 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from serverless_pypi import layout
-from serverless_pypi.app import Application
-from serverless_pypi.catalog import Catalog
-from serverless_pypi.cli import main as cli_main
+from serverless_pypi.adapters.cli import main as cli_main
+from serverless_pypi.auth.tokens import TokenStore
 from serverless_pypi.core.http import Headers, Request
-from serverless_pypi.core.model import FileRecord, ProjectIndex
+from serverless_pypi.core.model import FileRecord, Manifest
 from serverless_pypi.core.names import (
     InvalidFilename,
     NonCanonicalFilename,
@@ -31,11 +29,13 @@ from serverless_pypi.core.names import (
     check_publishable_filename,
     distribution_identity,
 )
-from serverless_pypi.indexer import Indexer
-from serverless_pypi.publish import FileExists, PublishError, publish
+from serverless_pypi.index import layout
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.indexer import Indexer
+from serverless_pypi.index.publish import FileExists, PublishError, publish
 from serverless_pypi.storage import Store
 from serverless_pypi.storage.local import LocalStore
-from serverless_pypi.tokens import TokenStore
+from serverless_pypi.web.app import Application
 from tests.conftest import BIN, LiveServer
 from tests.dists import make_sdist, make_wheel
 from tests.test_access import client_env
@@ -262,7 +262,7 @@ def test_a_twin_published_meanwhile_is_found_by_the_compare_and_swap(
     second = wheel_named(tmp_path / "b", "acme_kit-5.0.0-py3-none-any.whl", "5.0.0", "y = 2\n")
     publish_path(store, first)
     catalog = Catalog(store)
-    monkeypatch.setattr(catalog, "read_project", lambda name: (ProjectIndex(name), None))
+    monkeypatch.setattr(catalog, "read_project", lambda name: (Manifest(name), None))
     with second.open("rb") as file, pytest.raises(FileExists, match=ORIGINAL):
         publish(catalog, file, second.name)
     assert listed(store) == {ORIGINAL: sha256(first)}
@@ -449,7 +449,7 @@ def test_both_keys_listed_before_the_rule_keep_only_the_first(store: Store, tmp_
     first, second = _twins(store, tmp_path)
     catalog = Catalog(store)
 
-    def both(project: ProjectIndex) -> bool:
+    def both(project: Manifest) -> bool:
         for key in (first, second):
             info = store.head(key)
             filename = key.split("/")[1]

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from serverless_pypi.core import inspect as inspect_module
-from serverless_pypi.core.inspect import BadDistribution, Inspection, inspect_distribution
+from serverless_pypi.core import metadata as inspect_module
+from serverless_pypi.core.metadata import BadDistribution, Inspection, inspect_distribution
 from serverless_pypi.core.names import parse_distribution_filename
 from tests.dists import make_sdist, make_wheel, metadata_text
 

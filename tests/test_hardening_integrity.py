@@ -21,17 +21,17 @@ from typing import IO, BinaryIO
 
 import pytest
 
-from serverless_pypi import layout
-from serverless_pypi.app import Application
-from serverless_pypi.catalog import Catalog, rendered_pages
 from serverless_pypi.core.http import Headers, Request
 from serverless_pypi.core.names import NormalizedName
 from serverless_pypi.core.render import render_html, root_page
-from serverless_pypi.curation import CurationError, remove, yank
-from serverless_pypi.indexer import Indexer
-from serverless_pypi.publish import FileExists, IncompleteUpload, publish
+from serverless_pypi.index import layout
+from serverless_pypi.index.catalog import Catalog, rendered_pages
+from serverless_pypi.index.curation import CurationError, remove, yank
+from serverless_pypi.index.indexer import Indexer
+from serverless_pypi.index.publish import FileExists, IncompleteUpload, publish
 from serverless_pypi.storage import Blob, ObjectInfo, Store, StoreError
 from serverless_pypi.storage.local import LocalStore
+from serverless_pypi.web.app import Application
 from tests.dists import make_wheel
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from serverless_pypi.app import Application
-from serverless_pypi.catalog import Catalog
 from serverless_pypi.core.http import Request
 from serverless_pypi.core.negotiate import JSON_V1, Format, choose_format
-from serverless_pypi.publish import publish
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.publish import publish
 from serverless_pypi.storage import Store
+from serverless_pypi.web.app import Application
 from tests.dists import make_wheel
 
 

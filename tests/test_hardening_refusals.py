@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from serverless_pypi import layout
-from serverless_pypi.access import AccessControl
-from serverless_pypi.app import Application
-from serverless_pypi.catalog import Catalog
-from serverless_pypi.config import Settings
+from serverless_pypi.auth.access import AccessControl
+from serverless_pypi.auth.tokens import TOKEN_PREFIX, TokenCache, TokenStore
+from serverless_pypi.core.config import Settings
 from serverless_pypi.core.http import MAX_ENTITY_TAG, Headers, Request, parse_if_none_match
-from serverless_pypi.publish import publish
+from serverless_pypi.index import layout
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.publish import publish
 from serverless_pypi.storage import Blob, Store
 from serverless_pypi.storage.local import LocalStore
-from serverless_pypi.tokens import TOKEN_PREFIX, TokenCache, TokenStore
+from serverless_pypi.web.app import Application
 from tests.dists import make_wheel
 
 

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from pypi_simple import IndexPage
 
-from serverless_pypi import layout
-from serverless_pypi.app import Application
-from serverless_pypi.catalog import Catalog
 from serverless_pypi.core.http import Headers, Request, Response
 from serverless_pypi.core.names import normalize_project_name
-from serverless_pypi.indexer import Indexer
-from serverless_pypi.publish import publish
+from serverless_pypi.index import layout
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.indexer import Indexer
+from serverless_pypi.index.publish import publish
 from serverless_pypi.storage import NotFound, Store
+from serverless_pypi.web.app import Application
 from tests.dists import make_sdist, make_wheel
 
 JSON = "application/vnd.pypi.simple.v1+json"

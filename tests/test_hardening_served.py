@@ -18,18 +18,18 @@ from typing import Any
 
 import pytest
 
-from serverless_pypi import layout
-from serverless_pypi.app import Application
-from serverless_pypi.catalog import Catalog
-from serverless_pypi.config import Settings
+from serverless_pypi.core.config import Settings
 from serverless_pypi.core.http import Headers, Request, Response
-from serverless_pypi.core.model import ProjectIndex
+from serverless_pypi.core.model import Manifest
 from serverless_pypi.core.names import NormalizedName
-from serverless_pypi.indexer import Indexer
-from serverless_pypi.publish import publish
+from serverless_pypi.index import layout
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.indexer import Indexer
+from serverless_pypi.index.publish import publish
 from serverless_pypi.storage import NotModified, Store
 from serverless_pypi.storage.cache import RevalidatingCache
 from serverless_pypi.storage.local import LocalStore
+from serverless_pypi.web.app import Application
 from tests.dists import make_sdist, make_wheel, metadata_text
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -188,7 +188,7 @@ def test_a_download_costs_one_conditional_get_and_no_head(
     # a changed manifest is read again at once: a yanked or removed file is seen
     catalog = Catalog(store)
 
-    def remove(project: ProjectIndex) -> bool:
+    def remove(project: Manifest) -> bool:
         del project.files[wheel.name]
         return True
 

@@ -18,8 +18,6 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 from botocore.stub import Stubber
 
-from serverless_pypi import app as app_module
-from serverless_pypi.app import Application
 from serverless_pypi.core.http import Request
 from serverless_pypi.storage import (
     AccessDenied,
@@ -33,6 +31,8 @@ from serverless_pypi.storage import (
 from serverless_pypi.storage.local import LocalStore
 from serverless_pypi.storage.s3 import S3Store, _translate
 from serverless_pypi.storage.swap import Contention
+from serverless_pypi.web import app as app_module
+from serverless_pypi.web.app import Application
 
 
 def client_error(code: str, status: int) -> ClientError:

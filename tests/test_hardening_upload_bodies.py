@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from serverless_pypi.access import AccessControl
-from serverless_pypi.catalog import Catalog
-from serverless_pypi.config import Settings
+from serverless_pypi.adapters.server import is_upload_target, plausible_upload_credentials
+from serverless_pypi.auth.access import AccessControl
+from serverless_pypi.auth.tokens import TokenCache, TokenStore
+from serverless_pypi.core.config import Settings
 from serverless_pypi.core.http import Headers, Request
-from serverless_pypi.server import is_upload_target, plausible_upload_credentials
+from serverless_pypi.index.catalog import Catalog
 from serverless_pypi.storage.local import LocalStore
-from serverless_pypi.tokens import TokenCache, TokenStore
-from serverless_pypi.upload import _CHUNK, UPLOAD_IN_MEMORY, UploadHandler, parse_form
+from serverless_pypi.web.upload import _CHUNK, UPLOAD_IN_MEMORY, UploadHandler, parse_form
 from tests.conftest import BIN, LiveServer
 from tests.dists import make_wheel
 from tests.forms import upload_body

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from serverless_pypi.core import inspect as inspect_module
-from serverless_pypi.core.inspect import BadDistribution, hash_stream, inspect_distribution
+from serverless_pypi.core import metadata as inspect_module
+from serverless_pypi.core.metadata import BadDistribution, hash_stream, inspect_distribution
 from serverless_pypi.core.names import parse_distribution_filename
 from tests.dists import make_sdist, make_wheel, metadata_text
 

@@ -21,13 +21,13 @@ from urllib.parse import unquote, urljoin
 import boto3
 import pytest
 
-from serverless_pypi import aws_lambda
-from serverless_pypi.aws_lambda import api_handler, application
-from serverless_pypi.catalog import Catalog
-from serverless_pypi.config import Settings
-from serverless_pypi.core.model import FileRecord, ProjectIndex
+from serverless_pypi.adapters import aws_lambda
+from serverless_pypi.adapters.aws_lambda import api_handler, application
+from serverless_pypi.core.config import Settings
+from serverless_pypi.core.model import FileRecord, Manifest
 from serverless_pypi.core.names import NormalizedName
-from serverless_pypi.publish import publish
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.publish import publish
 from serverless_pypi.storage.s3 import S3Store
 from tests.dists import make_wheel
 
@@ -383,7 +383,7 @@ def test_every_response_fits_the_lambda_limit(bucket: S3Store) -> None:
         metadata_sha256="b" * 64,
     )
 
-    def many(index: ProjectIndex) -> bool:
+    def many(index: Manifest) -> bool:
         for i in range(12_000):
             name = f"huge_project-1.{i}-cp311-cp311-manylinux_2_17_x86_64.whl"
             index.files[name] = template.with_changes(filename=name, key=f"huge-project/{name}")

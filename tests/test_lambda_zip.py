@@ -33,8 +33,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from serverless_pypi.auth.tokens import TokenStore
 from serverless_pypi.storage.s3 import S3Store
-from serverless_pypi.tokens import TokenStore
 from tests.conftest import REGION, ROOT
 from tests.dists import make_wheel
 from tests.forms import basic_auth, upload_body

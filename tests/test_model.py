@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serverless_pypi.core.model import FileRecord, ProjectIndex, format_upload_time
+from serverless_pypi.core.model import FileRecord, Manifest, format_upload_time
 from serverless_pypi.core.names import NormalizedName
 
 # PEP 700: `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`, UTC
@@ -76,14 +76,14 @@ def test_record_json_omits_unknown_values() -> None:
 @settings(deadline=None)
 @given(st.lists(records, max_size=8))
 def test_manifest_round_trip_is_deterministic(items: list[FileRecord]) -> None:
-    index = ProjectIndex(NormalizedName("pkg"), {r.filename: r for r in items})
+    index = Manifest(NormalizedName("pkg"), {r.filename: r for r in items})
     data = index.to_bytes()
-    back = ProjectIndex.from_bytes(data)
+    back = Manifest.from_bytes(data)
     assert back.name == "pkg"
     assert back.files == index.files
     assert back.to_bytes() == data
     # the same files inserted in another order give the same bytes
-    reordered = ProjectIndex(NormalizedName("pkg"), dict(reversed(list(index.files.items()))))
+    reordered = Manifest(NormalizedName("pkg"), dict(reversed(list(index.files.items()))))
     assert reordered.to_bytes() == data
 
 
@@ -96,11 +96,11 @@ def test_manifest_round_trip_is_deterministic(items: list[FileRecord]) -> None:
 )
 def test_unknown_manifest_format_is_refused(document: bytes) -> None:
     with pytest.raises(ValueError, match="format"):
-        ProjectIndex.from_bytes(document)
+        Manifest.from_bytes(document)
 
 
-def _index(*filenames: str) -> ProjectIndex:
-    return ProjectIndex(
+def _index(*filenames: str) -> Manifest:
+    return Manifest(
         NormalizedName("pkg"),
         {f: FileRecord(f, f"pkg/{f}", 1, "2024-01-01T00:00:00.000000Z") for f in filenames},
     )
@@ -127,6 +127,6 @@ def test_versions_ordering_and_uniqueness() -> None:
 
 
 def test_empty_index() -> None:
-    index = ProjectIndex(NormalizedName("pkg"))
+    index = Manifest(NormalizedName("pkg"))
     assert index.versions() == []
     assert index.sorted_files() == []

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from serverless_pypi.auth.tokens import TokenStore
 from serverless_pypi.storage import Store
-from serverless_pypi.tokens import TokenStore
 from tests.conftest import BIN, LiveServer
 from tests.dists import make_sdist, make_wheel, metadata_text
 from tests.forms import post, upload_body

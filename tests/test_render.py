@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pypi_simple import IndexPage, ProjectPage
 
-from serverless_pypi.core.model import FileRecord, ProjectIndex
+from serverless_pypi.core.model import FileRecord, Manifest
 from serverless_pypi.core.names import NormalizedName
 from serverless_pypi.core.render import (
     API_VERSION,
@@ -39,8 +39,8 @@ def record(filename: str, **fields: object) -> FileRecord:
     return FileRecord(**values)  # type: ignore[arg-type]
 
 
-def index_of(*records: FileRecord, name: str = "pkg") -> ProjectIndex:
-    return ProjectIndex(NormalizedName(name), {r.filename: r for r in records})
+def index_of(*records: FileRecord, name: str = "pkg") -> Manifest:
+    return Manifest(NormalizedName(name), {r.filename: r for r in records})
 
 
 class Anchors(HTMLParser):

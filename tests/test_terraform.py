@@ -27,11 +27,11 @@ from typing import Any
 import hcl2
 import pytest
 
-from serverless_pypi import layout
-from serverless_pypi.config import Settings
+from serverless_pypi.core.config import Settings
 from serverless_pypi.core.names import normalize_project_name
-from serverless_pypi.events import parse_invocation
-from serverless_pypi.indexer import classify_key
+from serverless_pypi.index import layout
+from serverless_pypi.index.events import parse_invocation
+from serverless_pypi.index.indexer import classify_key
 from tests.conftest import BIN, ROOT, LiveServer
 from tests.dists import make_wheel
 
@@ -217,14 +217,14 @@ def _names_read_by(*modules: str) -> set[str]:
 
 
 def _documented_configuration() -> set[str]:
-    module = importlib.import_module("serverless_pypi.aws_lambda")
+    module = importlib.import_module("serverless_pypi.adapters.aws_lambda")
     doc = module.__doc__ or ""
     section = doc[doc.index("Configuration comes from the environment") :]
     return set(re.findall(r"\b([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b", section))
 
 
 def test_every_environment_variable_the_module_sets_is_read_by_the_code() -> None:
-    read = _names_read_by("config.py", "aws_lambda.py")
+    read = _names_read_by("core/config.py", "adapters/aws_lambda.py")
     api = set(local("api_environment"))
     reindex = set(local("reindex_environment"))
     assert api - read == set(), "the module sets variables the code never reads"
@@ -459,8 +459,8 @@ def _client_env(home: Path, **extra: str) -> dict[str, str]:
 @pytest.mark.slow
 def test_the_example_client_files_work_with_real_clients(live_server: Any, tmp_path: Path) -> None:
     """twine (pypirc), uv publish and uv's resolver (uv.toml), pip (pip.conf) against a server."""
+    from serverless_pypi.auth.tokens import TokenStore
     from serverless_pypi.storage.local import LocalStore
-    from serverless_pypi.tokens import TokenStore
 
     store_dir = tmp_path / "store"
     store_dir.mkdir()

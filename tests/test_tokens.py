@@ -7,11 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from serverless_pypi import layout
-from serverless_pypi.cli import main
-from serverless_pypi.storage import Store, StoreError
-from serverless_pypi.storage.local import LocalStore
-from serverless_pypi.tokens import (
+from serverless_pypi.adapters.cli import main
+from serverless_pypi.auth.tokens import (
     TokenCache,
     TokenError,
     TokenRecord,
@@ -21,6 +18,9 @@ from serverless_pypi.tokens import (
     split_token,
     verify,
 )
+from serverless_pypi.index import layout
+from serverless_pypi.storage import Store, StoreError
+from serverless_pypi.storage.local import LocalStore
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -14,18 +14,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serverless_pypi import aws_lambda, layout
-from serverless_pypi.app import Application
-from serverless_pypi.catalog import Catalog
-from serverless_pypi.cli import _access_hooks
-from serverless_pypi.config import Settings
+from serverless_pypi.adapters import aws_lambda
+from serverless_pypi.adapters.cli import _access_hooks
+from serverless_pypi.auth.tokens import TokenStore
+from serverless_pypi.core.config import Settings
 from serverless_pypi.core.http import Headers, Request, Response
 from serverless_pypi.core.names import NormalizedName
+from serverless_pypi.index import layout
+from serverless_pypi.index.catalog import Catalog
 from serverless_pypi.storage import Store
 from serverless_pypi.storage.local import LocalStore
 from serverless_pypi.storage.s3 import S3Store
-from serverless_pypi.tokens import TokenStore
-from serverless_pypi.upload import MAX_FORM_TEXT, parse_form
+from serverless_pypi.web.app import Application
+from serverless_pypi.web.upload import MAX_FORM_TEXT, parse_form
 from tests.dists import make_sdist, make_wheel
 from tests.forms import basic_auth, encode_form, upload_body, upload_fields
 

@@ -1,7 +1,7 @@
 """The index's data model: what the store's derived data says about each file.
 
-A `ProjectIndex` is the source of truth for one project's page. It is stored as JSON under the
-reserved prefix (see `serverless_pypi.layout`) and rendered into both page formats by
+A `Manifest` is the source of truth for one project's page. It is stored as JSON under the
+reserved prefix (see `serverless_pypi.index.layout`) and rendered into both page formats by
 `serverless_pypi.core.render`.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .names import (
+from serverless_pypi.core.names import (
     InvalidFilename,
     NormalizedName,
     distribution_identity,
@@ -22,7 +22,7 @@ from .names import (
 if TYPE_CHECKING:
     from packaging.version import Version
 
-__all__ = ["FORMAT_VERSION", "FileRecord", "ProjectIndex", "format_upload_time"]
+__all__ = ["FORMAT_VERSION", "FileRecord", "Manifest", "format_upload_time"]
 
 FORMAT_VERSION = 1
 
@@ -101,7 +101,7 @@ def _version_of(filename: str) -> Version | None:
 
 
 @dataclass(slots=True)
-class ProjectIndex:
+class Manifest:
     """All files of one project, keyed by file name."""
 
     name: NormalizedName
@@ -164,7 +164,7 @@ class ProjectIndex:
         return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> ProjectIndex:
+    def from_bytes(cls, data: bytes) -> Manifest:
         document = json.loads(data)
         if document.get("format") != FORMAT_VERSION:
             raise ValueError(f"unsupported project index format {document.get('format')!r}")

@@ -13,7 +13,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from .model import FileRecord, ProjectIndex
+from serverless_pypi.core.model import FileRecord, Manifest
 
 __all__ = [
     "API_VERSION",
@@ -53,7 +53,7 @@ def _file_entry(record: FileRecord) -> dict[str, Any]:
     return entry
 
 
-def project_page(index: ProjectIndex) -> dict[str, Any]:
+def project_page(index: Manifest) -> dict[str, Any]:
     """The PEP 691 project page of `index`."""
     return {
         "meta": {"api-version": API_VERSION},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import (
+from serverless_pypi.storage.base import (
     AccessDenied,
     Blob,
     BucketNotFound,
@@ -37,7 +37,7 @@ __all__ = [
 def open_store(location: str, *, endpoint_url: str | None = None) -> Store:
     """A store for `DIR` or `s3://bucket[/prefix]`."""
     if location.startswith("s3://"):
-        from .s3 import S3Store
+        from serverless_pypi.storage.s3 import S3Store
 
         bucket, _, prefix = location.removeprefix("s3://").partition("/")
         if not bucket:
@@ -45,6 +45,6 @@ def open_store(location: str, *, endpoint_url: str | None = None) -> Store:
         return S3Store(bucket, prefix, endpoint_url=endpoint_url)
     if "://" in location:
         raise ValueError(f"{location!r}: a store is a directory or s3://bucket[/prefix]")
-    from .local import LocalStore
+    from serverless_pypi.storage.local import LocalStore
 
     return LocalStore(location)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .base import NotFound, NotModified, Store
+from serverless_pypi.storage.base import NotFound, NotModified, Store
 
 __all__ = ["RevalidatingCache"]
 

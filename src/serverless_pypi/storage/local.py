@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from .base import (
+from serverless_pypi.storage.base import (
     AccessDenied,
     Blob,
     NotFound,

@@ -26,7 +26,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from .base import (
+from serverless_pypi.storage.base import (
     AccessDenied,
     Blob,
     BucketNotFound,

@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable
 
-from .base import NotFound, PreconditionFailed, Store, StoreError
+from serverless_pypi.storage.base import NotFound, PreconditionFailed, Store, StoreError
 
 __all__ = ["MAX_ATTEMPTS", "Contention", "compare_and_swap"]
 

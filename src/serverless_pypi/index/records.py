@@ -7,12 +7,17 @@ import tempfile
 from dataclasses import dataclass
 from typing import IO
 
-from . import layout
-from .catalog import Catalog
-from .core.inspect import BadDistribution, Inspection, hash_stream, inspect_distribution
-from .core.model import FileRecord
-from .core.names import Distribution
-from .storage import ObjectInfo
+from serverless_pypi.core.metadata import (
+    BadDistribution,
+    Inspection,
+    hash_stream,
+    inspect_distribution,
+)
+from serverless_pypi.core.model import FileRecord
+from serverless_pypi.core.names import Distribution
+from serverless_pypi.index import layout
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.storage import ObjectInfo
 
 __all__ = ["Derived", "derive_from_file", "derive_from_store", "record_for", "spooled"]
 

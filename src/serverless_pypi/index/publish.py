@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Literal
 
-from . import layout
-from .catalog import Catalog
-from .core.inspect import BadDistribution, hash_stream
-from .core.model import FileRecord, ProjectIndex, format_upload_time
-from .core.names import InvalidFilename, NormalizedName, check_publishable_filename
-from .derive import derive_from_file, record_for
-from .indexer import Indexer, classify_key
-from .storage import NotFound, PreconditionFailed, StoreError
+from serverless_pypi.core.metadata import BadDistribution, hash_stream
+from serverless_pypi.core.model import FileRecord, Manifest, format_upload_time
+from serverless_pypi.core.names import InvalidFilename, NormalizedName, check_publishable_filename
+from serverless_pypi.index import layout
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.indexer import Indexer, classify_key
+from serverless_pypi.index.records import derive_from_file, record_for
+from serverless_pypi.storage import NotFound, PreconditionFailed, StoreError
 
 __all__ = ["FileExists", "IncompleteUpload", "PublishError", "PublishResult", "publish"]
 
@@ -145,9 +145,9 @@ def _put_back(catalog: Catalog, key: str, file: IO[bytes]) -> None:
         catalog.store.put(key, file, content_type="application/octet-stream", if_none_match=True)
 
 
-def _twin(catalog: Catalog, index: ProjectIndex, filename: str, key: str) -> FileRecord | None:
+def _twin(catalog: Catalog, index: Manifest, filename: str, key: str) -> FileRecord | None:
     """A file the index lists under another name that is the same distribution as `filename`
-    (`ProjectIndex.rivals`: `Acme_X-5.0-...` for `acme_x-5.0-...`, `5.0.0` for `5.0`,
+    (`Manifest.rivals`: `Acme_X-5.0-...` for `acme_x-5.0-...`, `5.0.0` for `5.0`,
     `py3.py2` for `py2.py3`), whose object still exists."""
     return next((r for r in index.rivals(filename, key) if catalog.store.find(r.key)), None)
 
@@ -206,7 +206,7 @@ def publish(catalog: Catalog, file: IO[bytes], filename: str) -> PublishResult:
 
     created = _store_bytes(catalog, file, key, derived.sha256, conflict)
 
-    def add(project: ProjectIndex) -> bool:
+    def add(project: Manifest) -> bool:
         if twin := _twin(catalog, project, filename, key):
             raise _twin_exists(filename, twin)  # published meanwhile under another spelling
         current = project.files.get(filename)

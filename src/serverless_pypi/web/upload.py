@@ -11,7 +11,7 @@ file as `content`. Answers follow PyPI:
 - 413 for a file over the size bound (on Lambda the message points to `serverless-pypi
   publish`, which writes to S3 directly: API Gateway and Lambda carry at most 6 MB).
 
-Storing goes through `serverless_pypi.publish.publish`, which makes the file visible only once
+Storing goes through `serverless_pypi.index.publish.publish`, which makes the file visible only once
 its derived data is complete and lets exactly one of two concurrent uploads of a name win.
 """
 
@@ -26,11 +26,10 @@ from typing import IO, Any
 import multipart
 from packaging.version import InvalidVersion, Version
 
-from .catalog import Catalog
-from .config import Settings
-from .core.http import Request, Response, error, text_response
-from .core.inspect import MAX_METADATA_SIZE
-from .core.names import (
+from serverless_pypi.core.config import Settings
+from serverless_pypi.core.http import Request, Response, error, text_response
+from serverless_pypi.core.metadata import MAX_METADATA_SIZE
+from serverless_pypi.core.names import (
     Distribution,
     InvalidFilename,
     InvalidProjectName,
@@ -38,8 +37,9 @@ from .core.names import (
     normalize_project_name,
     parse_distribution_filename,
 )
-from .derive import spooled
-from .publish import FileExists, PublishError, publish
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.publish import FileExists, PublishError, publish
+from serverless_pypi.index.records import spooled
 
 __all__ = ["MAX_FORM_TEXT", "UploadError", "UploadForm", "UploadHandler", "parse_form"]
 

@@ -16,7 +16,7 @@ so derived data never shows up as a project or a file.
 
 from __future__ import annotations
 
-from .core.names import NormalizedName
+from serverless_pypi.core.names import NormalizedName
 
 __all__ = [
     "RESERVED_PREFIX",

@@ -26,10 +26,10 @@ from io import BytesIO
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .access import USERNAME, basic_credentials
-from .app import UPLOAD_PATHS, Application, index_route
-from .core.http import Headers, Request, Response, error
-from .tokens import split_token
+from serverless_pypi.auth.access import USERNAME, basic_credentials
+from serverless_pypi.auth.tokens import split_token
+from serverless_pypi.core.http import Headers, Request, Response, error
+from serverless_pypi.web.app import UPLOAD_PATHS, Application, index_route
 
 __all__ = [
     "CHANNEL_TIMEOUT",
@@ -42,7 +42,7 @@ __all__ = [
     "serve",
 ]
 
-log = logging.getLogger("serverless_pypi.server")
+log = logging.getLogger("serverless_pypi.adapters.server")
 
 StartResponse = Callable[..., Any]
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, Settings
-from .storage import Store, StoreError, open_store
+from serverless_pypi.core.config import ConfigError, Settings
+from serverless_pypi.storage import Store, StoreError, open_store
 
 __all__ = ["main"]
 
@@ -47,7 +47,7 @@ def _own_command() -> str:
     argv0 = sys.argv[0] if sys.argv else ""
     path = Path(argv0).absolute() if argv0 else None
     if path is None or not path.name.startswith("serverless-pypi") or not path.is_file():
-        return f"{shlex.quote(sys.executable)} -m serverless_pypi.cli"
+        return f"{shlex.quote(sys.executable)} -m serverless_pypi.adapters.cli"
     try:
         relative = str(path.relative_to(Path.cwd()))
     except ValueError:
@@ -95,8 +95,8 @@ def _serve_banner(args: argparse.Namespace, location: str, settings: Settings) -
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .app import Application
-    from .server import BindError, create_server
+    from serverless_pypi.adapters.server import BindError, create_server
+    from serverless_pypi.web.app import Application
 
     settings = Settings.from_env()  # a ConfigError names the setting: nothing is served
     if "://" not in args.store:
@@ -117,8 +117,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from .catalog import Catalog
-    from .publish import PublishError, publish
+    from serverless_pypi.index.catalog import Catalog
+    from serverless_pypi.index.publish import PublishError, publish
 
     catalog = Catalog(_store(args))
     failed = 0
@@ -137,7 +137,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    from .indexer import Indexer
+    from serverless_pypi.index.indexer import Indexer
 
     indexer = Indexer(_store(args), workers=args.workers)
     bar = _progress_bar("checking" if args.check else "reindexing")
@@ -185,10 +185,10 @@ def _progress_bar(label: str) -> Any:
 
 def _access_hooks(store: Store, settings: Settings) -> dict[str, Any]:
     """The `upload=` and `access=` hooks of the application: tokens checked on each request."""
-    from .access import AccessControl
-    from .catalog import Catalog
-    from .tokens import TokenCache
-    from .upload import UploadHandler
+    from serverless_pypi.auth.access import AccessControl
+    from serverless_pypi.auth.tokens import TokenCache
+    from serverless_pypi.index.catalog import Catalog
+    from serverless_pypi.web.upload import UploadHandler
 
     access = AccessControl(TokenCache(store), settings)
     upload = UploadHandler(Catalog(store), settings, access.check_upload)
@@ -196,7 +196,7 @@ def _access_hooks(store: Store, settings: Settings) -> dict[str, Any]:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from .tokens import TokenStore, parse_expiry
+    from serverless_pypi.auth.tokens import TokenStore, parse_expiry
 
     expires = parse_expiry(args.expires) if args.expires else None
     token, record = TokenStore(_store(args)).create(
@@ -215,7 +215,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
-    from .tokens import TokenStore
+    from serverless_pypi.auth.tokens import TokenStore
 
     records = TokenStore(_store(args)).records()
     if not records:
@@ -232,7 +232,7 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    from .tokens import TokenStore
+    from serverless_pypi.auth.tokens import TokenStore
 
     removed = TokenStore(_store(args)).revoke(args.tokens)
     for token_id in removed:
@@ -245,8 +245,8 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
-    from . import curation
-    from .catalog import Catalog
+    from serverless_pypi.index import curation
+    from serverless_pypi.index.catalog import Catalog
 
     catalog = Catalog(_store(args))
     try:
@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .server import EscapingFormatter
+    from serverless_pypi.adapters.server import EscapingFormatter
 
     # requests reach the log (paths, waitress's messages): control characters are escaped
     handler = logging.StreamHandler()

@@ -23,10 +23,8 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote, unquote
 
-from . import layout
-from .catalog import Catalog
-from .config import Settings
-from .core.http import (
+from serverless_pypi.core.config import Settings
+from serverless_pypi.core.http import (
     IfNoneMatch,
     InvalidConditional,
     Request,
@@ -39,8 +37,8 @@ from .core.http import (
     parse_if_none_match,
     redirect,
 )
-from .core.model import FileRecord, ProjectIndex, format_upload_time
-from .core.names import (
+from serverless_pypi.core.model import FileRecord, Manifest, format_upload_time
+from serverless_pypi.core.names import (
     Distribution,
     Identity,
     InvalidFilename,
@@ -50,11 +48,20 @@ from .core.names import (
     normalize_project_name,
     parse_distribution_filename,
 )
-from .core.negotiate import Format, choose_format
-from .core.render import project_page, render_html, render_json, root_page
-from .storage import NotFound, NotModified, ObjectInfo, Store, StoreError, StoreUnavailable
-from .storage.cache import RevalidatingCache
-from .storage.swap import Contention
+from serverless_pypi.core.negotiate import Format, choose_format
+from serverless_pypi.core.render import project_page, render_html, render_json, root_page
+from serverless_pypi.index import layout
+from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.storage import (
+    NotFound,
+    NotModified,
+    ObjectInfo,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
+from serverless_pypi.storage.cache import RevalidatingCache
+from serverless_pypi.storage.swap import Contention
 
 __all__ = ["Application", "BadRequest"]
 
@@ -77,7 +84,7 @@ MANIFEST_CACHE_BYTES = 16 * 1024 * 1024
 #: uploads are accepted at the index root and, as on PyPI, at "legacy/"
 UPLOAD_PATHS = ([""], ["legacy", ""], ["legacy"])
 
-#: an upload handler: takes the request, answers it (see `serverless_pypi.upload`)
+#: an upload handler: takes the request, answers it (see `serverless_pypi.web.upload`)
 UploadHandler = Callable[[Request], Response]
 #: an access check: returns None to let the request through, or the refusal
 AccessCheck = Callable[[Request, str, NormalizedName | None], Response | None]
@@ -137,7 +144,7 @@ class Application:
         self.access = access
         self._private = tuple(_normalize_pattern(p) for p in self.settings.private_projects)
         # every download reads its project's manifest: parsed once, revalidated per use
-        self._manifests = RevalidatingCache(store, ProjectIndex.from_bytes, MANIFEST_CACHE_BYTES)
+        self._manifests = RevalidatingCache(store, Manifest.from_bytes, MANIFEST_CACHE_BYTES)
         self._reported: dict[str, float] = {}  # cause -> when it was last logged
         self._reported_lock = threading.Lock()
 
@@ -322,12 +329,12 @@ class Application:
         body = render_json(page) if fmt.is_json else render_html(page)
         return self._page_response(request, fmt, body, make_etag(body))
 
-    def _manifest(self, name: NormalizedName) -> ProjectIndex | None:
+    def _manifest(self, name: NormalizedName) -> Manifest | None:
         """The project's manifest (one conditional GET), None when it has none."""
         found = self._manifests.get(layout.manifest_key(name))
         return found[0] if found is not None else None
 
-    def _live_index(self, name: NormalizedName) -> ProjectIndex | None:
+    def _live_index(self, name: NormalizedName) -> Manifest | None:
         """The project's files when it has no precomputed page: its manifest, else a listing.
 
         A project with a manifest is served from it alone, even when it lists nothing: a
@@ -339,7 +346,7 @@ class Application:
         index = self._manifest(name)
         if index is not None:
             return index
-        index = ProjectIndex(name)
+        index = Manifest(name)
         seen: set[Identity] = set()
         for folder in self.catalog.project_folders().get(name, []):
             for info in self.store.list(folder + "/"):

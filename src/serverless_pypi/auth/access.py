@@ -18,10 +18,10 @@ from __future__ import annotations
 import base64
 import binascii
 
-from .config import Settings
-from .core.http import Request, Response, error
-from .core.names import NormalizedName
-from .tokens import TokenCache, TokenRecord
+from serverless_pypi.auth.tokens import TokenCache, TokenRecord
+from serverless_pypi.core.config import Settings
+from serverless_pypi.core.http import Request, Response, error
+from serverless_pypi.core.names import NormalizedName
 
 __all__ = ["REALM", "USERNAME", "AccessControl", "basic_credentials"]
 

@@ -20,21 +20,21 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 
-from . import layout
-from .core.http import compress
-from .core.model import ProjectIndex
-from .core.names import NormalizedName, is_valid_project_name, normalize_project_name
-from .core.negotiate import Format
-from .core.render import project_page, render_html, render_json, root_page
-from .storage import NotFound, Store
-from .storage.swap import MAX_ATTEMPTS, Contention, compare_and_swap
+from serverless_pypi.core.http import compress
+from serverless_pypi.core.model import Manifest
+from serverless_pypi.core.names import NormalizedName, is_valid_project_name, normalize_project_name
+from serverless_pypi.core.negotiate import Format
+from serverless_pypi.core.render import project_page, render_html, render_json, root_page
+from serverless_pypi.index import layout
+from serverless_pypi.storage import NotFound, Store
+from serverless_pypi.storage.swap import MAX_ATTEMPTS, Contention, compare_and_swap
 
 __all__ = ["Catalog", "Contention", "rendered_pages"]
 
 log = logging.getLogger(__name__)
 
 
-def rendered_pages(index: ProjectIndex) -> dict[str, tuple[bytes | None, Format]]:
+def rendered_pages(index: Manifest) -> dict[str, tuple[bytes | None, Format]]:
     """The project's page objects, gzip-compressed, by key (None: the page must not exist)."""
     page = project_page(index) if index.served() else None
     pages: dict[str, tuple[bytes | None, Format]] = {}
@@ -53,13 +53,13 @@ class Catalog:
         self.store = store
 
     # -- reads ------------------------------------------------------------------------
-    def read_project(self, name: NormalizedName) -> tuple[ProjectIndex, str | None]:
+    def read_project(self, name: NormalizedName) -> tuple[Manifest, str | None]:
         """The project's manifest and its etag (None when there is none yet)."""
         try:
             blob = self.store.get(layout.manifest_key(name))
         except NotFound:
-            return ProjectIndex(name), None
-        return ProjectIndex.from_bytes(blob.data), blob.etag
+            return Manifest(name), None
+        return Manifest.from_bytes(blob.data), blob.etag
 
     def read_project_names(self) -> tuple[set[str], str | None]:
         """The project list and its etag (None when the store has none yet)."""
@@ -81,10 +81,10 @@ class Catalog:
     def update_project(
         self,
         name: NormalizedName,
-        change: Callable[[ProjectIndex], bool],
+        change: Callable[[Manifest], bool],
         *,
         root: bool = True,
-    ) -> ProjectIndex:
+    ) -> Manifest:
         """Apply `change` to the project's manifest atomically and refresh what derives from it.
 
         `change` edits the index in place and says whether it changed anything; it may run
@@ -92,10 +92,10 @@ class Catalog:
         reads of the store. Whether or not it changed anything, the pages and root lists end
         in line with the manifest (`converge`).
         """
-        state: dict[str, ProjectIndex] = {}
+        state: dict[str, Manifest] = {}
 
         def apply(data: bytes | None) -> bytes | None:
-            index = ProjectIndex.from_bytes(data) if data is not None else ProjectIndex(name)
+            index = Manifest.from_bytes(data) if data is not None else Manifest(name)
             state["index"] = index
             return index.to_bytes() if change(index) else None
 
@@ -112,7 +112,7 @@ class Catalog:
         """
 
         def apply(data: bytes | None) -> bytes | None:
-            return ProjectIndex(name).to_bytes() if data is None else None
+            return Manifest(name).to_bytes() if data is None else None
 
         return compare_and_swap(self.store, layout.manifest_key(name), apply)
 
@@ -130,7 +130,7 @@ class Catalog:
             self._converge_root(name, index, manifest_exists=etag is not None)
 
     def _converge_root(
-        self, name: NormalizedName, index: ProjectIndex, *, manifest_exists: bool
+        self, name: NormalizedName, index: Manifest, *, manifest_exists: bool
     ) -> None:
         """Membership of `name` in `projects.json`, and `index.html` rendered from that list."""
         names, etag = self.read_project_names()
@@ -211,7 +211,7 @@ class Catalog:
 
     def refresh_pages(
         self, name: NormalizedName, *, compare: bool = False
-    ) -> tuple[ProjectIndex, str | None]:
+    ) -> tuple[Manifest, str | None]:
         """Rewrite the project's HTML and JSON pages from its manifest; return the manifest
         (and its etag) they were rendered from.
 
@@ -227,7 +227,7 @@ class Catalog:
                 return index, etag
         raise Contention(f"the manifest of {name!r} kept changing while its pages were written")
 
-    def _write_pages(self, index: ProjectIndex, *, compare: bool) -> bool:
+    def _write_pages(self, index: Manifest, *, compare: bool) -> bool:
         """Write (or delete) the pages of `index`; returns whether anything was written."""
         wrote = False
         for key, (body, fmt) in rendered_pages(index).items():

@@ -16,10 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from . import layout
-from .catalog import Catalog, rendered_pages
-from .core.model import FileRecord, ProjectIndex, format_upload_time
-from .core.names import (
+from serverless_pypi.core.model import FileRecord, Manifest, format_upload_time
+from serverless_pypi.core.names import (
     Distribution,
     Identity,
     InvalidFilename,
@@ -28,8 +26,10 @@ from .core.names import (
     normalize_project_name,
     parse_distribution_filename,
 )
-from .derive import derive_from_store, record_for
-from .storage import NotFound, ObjectInfo, PreconditionFailed, Store
+from serverless_pypi.index import layout
+from serverless_pypi.index.catalog import Catalog, rendered_pages
+from serverless_pypi.index.records import derive_from_store, record_for
+from serverless_pypi.storage import NotFound, ObjectInfo, PreconditionFailed, Store
 
 __all__ = ["Indexer", "Outcome", "Report", "classify_key"]
 
@@ -146,7 +146,7 @@ class Indexer:
     def _remove(self, name: NormalizedName, filename: str, key: str) -> Outcome:
         removed = False
 
-        def drop(project: ProjectIndex) -> bool:
+        def drop(project: Manifest) -> bool:
             nonlocal removed
             current = project.files.get(filename)
             removed = current is not None and current.key == key
@@ -160,7 +160,7 @@ class Indexer:
             return Outcome(key, "removed")
         return Outcome(key, "unchanged", "no such object and no record of it")
 
-    def _rival(self, index: ProjectIndex, dist: Distribution, key: str) -> FileRecord | None:
+    def _rival(self, index: Manifest, dist: Distribution, key: str) -> FileRecord | None:
         """The file served instead of `key`: the same distribution under another name."""
         return next((r for r in index.rivals(dist.filename, key) if self.store.find(r.key)), None)
 
@@ -190,7 +190,7 @@ class Indexer:
         record = self._derive(name, dist, info)
         rival: FileRecord | None = None
 
-        def put(project: ProjectIndex) -> bool:
+        def put(project: Manifest) -> bool:
             nonlocal rival
             if rival := self._rival(project, dist, info.key):
                 return False  # listed meanwhile under another name
@@ -291,7 +291,7 @@ class Indexer:
         return found
 
     def _listing(
-        self, name: NormalizedName, folders: Iterable[str], current: ProjectIndex, report: Report
+        self, name: NormalizedName, folders: Iterable[str], current: Manifest, report: Report
     ) -> tuple[dict[str, tuple[ObjectInfo, Distribution]], dict[str, str]]:
         """The project's distributions in the store, by file name, and the listed records
         (file name -> key) to drop as conflicts.
@@ -399,7 +399,7 @@ class Indexer:
                 self.catalog.refresh_pages(name)
         return report, bool(index.served() or (check and listing))
 
-    def _pages_stale(self, index: ProjectIndex) -> bool:
+    def _pages_stale(self, index: Manifest) -> bool:
         """Whether the stored pages differ from what `refresh_pages` would write now."""
         for key, (wanted, _fmt) in rendered_pages(index).items():
             try:
@@ -416,18 +416,18 @@ def _reconcile(
     fresh: dict[str, FileRecord],
     stale: dict[str, str],
     demoted: dict[str, str] | None = None,
-) -> Callable[[ProjectIndex], bool]:
+) -> Callable[[Manifest], bool]:
     """A manifest change that applies a reindex without undoing concurrent updates.
 
     `demoted` records (file name -> key) are dropped while a rival still holds their
-    distribution (`ProjectIndex.rivals`).
+    distribution (`Manifest.rivals`).
     """
 
     def etag_now(key: str) -> str | None:
         info = store.find(key)
         return info.etag if info else None
 
-    def change(project: ProjectIndex) -> bool:
+    def change(project: Manifest) -> bool:
         changed = False
         for filename, record in fresh.items():
             current = project.files.get(filename)

@@ -20,7 +20,7 @@ from packaging.metadata import parse_email
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .names import Distribution
+from serverless_pypi.core.names import Distribution
 
 __all__ = [
     "MAX_MEMBERS",

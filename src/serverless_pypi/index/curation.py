@@ -14,15 +14,15 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
-from .catalog import Catalog
-from .core.model import ProjectIndex
-from .core.names import (
+from serverless_pypi.core.model import Manifest
+from serverless_pypi.core.names import (
     InvalidFilename,
     InvalidProjectName,
     NormalizedName,
     normalize_project_name,
     parse_distribution_filename,
 )
+from serverless_pypi.index.catalog import Catalog
 
 __all__ = ["REMOVING", "CurationError", "Target", "remove", "resolve", "unyank", "yank"]
 
@@ -48,7 +48,7 @@ def _project(name: str) -> NormalizedName:
         raise CurationError(str(e)) from None
 
 
-def _matching(index: ProjectIndex, version_or_file: str) -> list[str]:
+def _matching(index: Manifest, version_or_file: str) -> list[str]:
     """The files a version (PEP 440 equality: 1.0 == 1.0.0) or a file name names."""
     if version_or_file in index.files:
         return [version_or_file]
@@ -99,7 +99,7 @@ def _set_yanked(
     target = resolve(catalog, project, version_or_file)
     changed: list[str] = []
 
-    def change(index: ProjectIndex) -> bool:
+    def change(index: Manifest) -> bool:
         changed.clear()
         for filename in target.filenames:
             record = index.files.get(filename)
@@ -139,7 +139,7 @@ def remove(catalog: Catalog, project: str, version_or_file: str) -> list[str]:
     target = resolve(catalog, project, version_or_file)
     keys: dict[str, str] = {}
 
-    def mark(index: ProjectIndex) -> bool:
+    def mark(index: Manifest) -> bool:
         keys.clear()  # this attempt's manifest decides
         changed = False
         for filename in target.filenames:
@@ -163,7 +163,7 @@ def remove(catalog: Catalog, project: str, version_or_file: str) -> list[str]:
     return sorted(keys)
 
 
-def _forget(index: ProjectIndex, keys: dict[str, str]) -> bool:
+def _forget(index: Manifest, keys: dict[str, str]) -> bool:
     stale = [f for f, key in keys.items() if f in index.files and index.files[f].key == key]
     for filename in stale:
         del index.files[filename]

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from . import layout
-from .storage import NotFound, NotModified, Store, StoreError
-from .storage.swap import compare_and_swap
+from serverless_pypi.index import layout
+from serverless_pypi.storage import NotFound, NotModified, Store, StoreError
+from serverless_pypi.storage.swap import compare_and_swap
 
 __all__ = [
     "SCOPES",

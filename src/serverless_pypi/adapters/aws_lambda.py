@@ -1,0 +1,333 @@
+"""AWS Lambda entry points: a thin edge over the application and the indexer.
+
+`api_handler` answers API Gateway REST API (payload 1.0, the proxy resource `{package+}` under
+a stage such as `simple`), HTTP API (payload 2.0) and Lambda function URL events.
+`reindex_handler` keeps derived data current from S3 events (see `serverless_pypi.index.events`).
+
+Configuration comes from the environment: S3_BUCKET (required), S3_PREFIX,
+S3_PRESIGNED_URL_TTL, FALLBACK_INDEX_URL, PRIVATE_PROJECTS, CACHE_CONTROL,
+REQUIRE_AUTH_FOR_READ, MAX_UPLOAD_SIZE.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from serverless_pypi.core.config import ConfigError, Settings
+from serverless_pypi.core.http import Headers, Request, Response, error
+from serverless_pypi.storage.s3 import S3Store
+from serverless_pypi.web.app import Application, index_route
+
+if TYPE_CHECKING:
+    from serverless_pypi.auth.access import AccessControl
+    from serverless_pypi.index.indexer import Indexer
+    from serverless_pypi.web.upload import UploadHandler
+
+__all__ = ["BadEvent", "api_handler", "lambda_request", "lambda_response", "reindex_handler"]
+
+log = logging.getLogger("serverless_pypi")
+if not log.handlers:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    log.setLevel(logging.INFO)
+
+#: Lambda answers at most 6 MB; base64 adds a third, and headers need room too
+MAX_INLINE_BODY = 4 * 1024 * 1024
+#: the largest file an upload can carry: 6 MB of event, base64-encoded (4/3), less the form
+MAX_UPLOAD_THROUGH_LAMBDA = 6 * 1024 * 1024 * 3 // 4 - 64 * 1024
+_TEXT_TYPES = ("text/", "application/json", "application/vnd.pypi.simple.v1+json")
+
+
+def _store() -> S3Store:
+    bucket = os.environ.get("S3_BUCKET", "").strip()
+    if not bucket:
+        raise ConfigError("S3_BUCKET is not set: the function needs the bucket of packages")
+    return S3Store(bucket, os.environ.get("S3_PREFIX", ""))
+
+
+def _build_application() -> Application:
+    # the settings first: an invalid one fails every request before a client is built
+    settings = Settings.from_env(max_inline_body=MAX_INLINE_BODY)
+    store = _store()
+    location = store.location.rstrip("/")
+
+    @functools.cache
+    def access() -> AccessControl:
+        # tokens are needed by uploads and by a locked index only: an open index reads
+        # without importing them
+        from serverless_pypi.auth.access import AccessControl
+        from serverless_pypi.auth.tokens import TokenCache
+
+        return AccessControl(TokenCache(store), settings)
+
+    @functools.cache
+    def uploads() -> UploadHandler:
+        # built at the first upload: reads, the common case, never import the upload stack
+        from serverless_pypi.index.catalog import Catalog
+        from serverless_pypi.web.upload import UploadHandler
+
+        return UploadHandler(
+            Catalog(store),
+            settings,
+            access().check_upload,
+            max_file_size=min(settings.max_upload_size, MAX_UPLOAD_THROUGH_LAMBDA),
+            too_large_hint=(
+                " A request through API Gateway and Lambda carries at most 6 MB (base64 adds a "
+                "third): publish larger files straight to the bucket with "
+                f"`serverless-pypi publish --store {location} FILE`."
+            ),
+        )
+
+    def upload(request: Request) -> Response:
+        return uploads()(request)
+
+    locked = access() if settings.require_auth_for_read else None
+    return Application(store, settings, upload=upload, access=locked)
+
+
+@functools.cache
+def application() -> Application:
+    """The application of this execution environment, built once and then reused."""
+    return _build_application()
+
+
+@functools.lru_cache(maxsize=64)
+def _log_once(message: str) -> None:
+    """Log an error once per execution environment, not once per request."""
+    log.error("%s", message)
+
+
+def _configured_application() -> Application | Response:
+    """The application, or the 500 every request gets while the configuration is invalid."""
+    try:
+        return application()
+    except ConfigError as e:
+        _log_once(f"configuration error: {e}")
+        return error(500, "The index is misconfigured; the reason is in the function's log.")
+
+
+# Build during the init phase (full CPU, not billed per request) when configured.
+if os.environ.get("S3_BUCKET") and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    _configured_application()
+
+
+class BadEvent(ValueError):
+    """An event API Gateway or a function URL would never send: answered 400."""
+
+
+def _optional(event: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    # null and absent are the same (the console's test button sends null)
+    value = event.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise BadEvent(f"the event's {name!r} is a {type(value).__name__}")
+    return value
+
+
+def _string_map(event: dict[str, Any], name: str) -> dict[str, str]:
+    """`headers` / `queryStringParameters`: an object of strings (null values dropped)."""
+    value = _optional(event, name, dict) or {}
+    if not all(isinstance(k, str) and isinstance(v, str | None) for k, v in value.items()):
+        raise BadEvent(f"the event's {name!r} holds values that are not strings")
+    return {k: v for k, v in value.items() if v is not None}
+
+
+def _multi_map(event: dict[str, Any], name: str) -> list[tuple[str, str]]:
+    """`multiValueHeaders` / `multiValueQueryStringParameters`: an object of string lists."""
+    value = _optional(event, name, dict) or {}
+    pairs: list[tuple[str, str]] = []
+    for key, values in value.items():
+        if values is None:
+            continue
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise BadEvent(f"the event's {name!r} holds values that are not lists of strings")
+        pairs.extend((str(key), v) for v in values)
+    return pairs
+
+
+def _raw_query(event: dict[str, Any]) -> str:
+    if "rawQueryString" in event:
+        return str(_optional(event, "rawQueryString", str) or "")
+    # both are checked; the multi-value form, when there, holds every value of a repeated name
+    single = _string_map(event, "queryStringParameters")
+    multi = _multi_map(event, "multiValueQueryStringParameters")
+    return urlencode(multi or list(single.items()))
+
+
+def _headers(event: dict[str, Any]) -> Headers:
+    single = _string_map(event, "headers")
+    multi = _multi_map(event, "multiValueHeaders")
+    return Headers(multi or single)
+
+
+def _body(event: dict[str, Any]) -> bytes:
+    body = _optional(event, "body", str) or ""
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except binascii.Error:
+            raise BadEvent("the event's body is marked base64 but is not valid base64") from None
+    return body.encode("utf-8", "surrogatepass")
+
+
+def _method(value: object) -> str:
+    if not isinstance(value, str | None):
+        raise BadEvent("the event's HTTP method is not a string")
+    return (value or "GET").upper()
+
+
+def _parse_request(event: dict[str, Any]) -> Request | Response:
+    context = _optional(event, "requestContext", dict) or {}
+    if event.get("version") == "2.0" or "rawPath" in event:
+        http = _optional(context, "http", dict)
+        if http is None:
+            raise BadEvent("the event's requestContext.http is missing (payload 2.0)")
+        method = _method(http.get("method"))
+        path = _optional(event, "rawPath", str) or "/"
+        stage = _optional(context, "stage", str)
+        if stage and stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
+            path = path[len(stage) + 1 :] or "/"
+            if stage == "simple":
+                # the stage itself is the index root, as in the reference module
+                path = "/simple" + path
+        route = index_route(path)
+    else:
+        method = _method(event.get("httpMethod"))
+        params = _optional(event, "pathParameters", dict) or {}
+        # REST API: the greedy proxy parameter is the path below the index root, decoded
+        proxied = next(iter(params.values()), "") if params else ""
+        if not isinstance(proxied, str | None):
+            raise BadEvent("the event's pathParameters hold a value that is not a string")
+        route = quote(proxied or "", safe="/")
+    if isinstance(route, Response):
+        return route
+    return Request(method, route, _raw_query(event), _headers(event), _body(event))
+
+
+def lambda_request(event: object) -> Request | Response:
+    """The request an event carries, or the answer for a path outside the index or for an
+    event no front would send (400, with what is wrong)."""
+    try:
+        if not isinstance(event, dict):
+            raise BadEvent("the event is not a JSON object")
+        return _parse_request(event)
+    except BadEvent as e:
+        return error(400, f"Bad request event: {e}.")
+
+
+def lambda_response(response: Response, method: str) -> dict[str, Any]:
+    """The proxy response API Gateway and function URLs accept (string header values)."""
+    headers = dict(response.headers)
+    body = b"" if method == "HEAD" else response.body
+    content_type = headers.get("Content-Type", "")
+    binary = "Content-Encoding" in headers or not content_type.startswith(_TEXT_TYPES)
+    return {
+        "statusCode": response.status,
+        "headers": headers,
+        "body": base64.b64encode(body).decode() if binary else body.decode("utf-8"),
+        "isBase64Encoded": binary,
+    }
+
+
+def api_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Answer one simple-API request from API Gateway or a function URL."""
+    started = time.perf_counter()
+    request = lambda_request(event)
+    app = _configured_application()
+    if isinstance(request, Response):
+        response, method, path = request, "GET", "-"
+    elif isinstance(app, Response):
+        response, method, path = app, request.method, request.path
+    else:
+        method, path = request.method, request.path
+        try:
+            response = app.handle(request)
+        except Exception:
+            log.exception("unhandled error")
+            response = error(500, "The index failed to answer; the error is logged.")
+    # log the method, the path below the index and the status: never queries or headers,
+    # which may carry tokens or presigned credentials
+    log.info(
+        json.dumps(
+            {
+                "method": method,
+                "path": "/" + path[:200],
+                "status": response.status,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            }
+        )
+    )
+    return lambda_response(response, method)
+
+
+@functools.cache
+def indexer() -> Indexer:
+    """The indexer of this execution environment, built once and then reused."""
+    from serverless_pypi.index.indexer import Indexer
+
+    return Indexer(_store())
+
+
+def reindex_handler(event: Any, context: Any = None) -> dict[str, Any]:
+    """Index the keys an S3 event names, or reindex everything on a scheduled event.
+
+    For SQS batches, failed messages are reported in `batchItemFailures` so only they are
+    retried (the event source mapping needs `ReportBatchItemFailures`); a message that cannot
+    be read (not JSON, no known shape) is reported too, so it reaches the dead-letter queue.
+    Other invocations raise on failure, so EventBridge retries them and then sends them to the
+    dead-letter queue; parts of them that cannot be read are logged and skipped.
+    """
+    from serverless_pypi.index.events import parse_invocation
+
+    worker = indexer()
+    store = worker.store
+    assert isinstance(store, S3Store)
+    invocation = parse_invocation(event, store.bucket, store.prefix)
+    failed: list[str | None] = []
+    counts: dict[str, int] = {}
+    for message in invocation.messages:
+        for reason in message.ignored:
+            log.info("ignored %s", reason)
+        for reason in message.unreadable[:20]:
+            log.warning("unreadable part of message %s: %s", message.message_id, reason)
+        if message.unreadable and message.message_id is not None:
+            # an SQS message that cannot be read is reported as failed, so it reaches the
+            # dead-letter queue instead of being deleted unseen; any other event is logged and
+            # skipped (a retry would not make it readable)
+            failed.append(message.message_id)
+        try:
+            if message.full_reindex:
+                report = worker.reindex()
+                counts["reindexed_files"] = counts.get("reindexed_files", 0) + report.files
+                log.info(
+                    json.dumps(
+                        {
+                            "reindex": "full",
+                            "projects": report.projects,
+                            "files": report.files,
+                            "indexed": len(report.indexed),
+                            "removed": len(report.removed),
+                            "skipped": len(report.skipped),
+                            "orphans": len(report.orphans),
+                        }
+                    )
+                )
+            for key in message.keys:
+                outcome = worker.index_key(key)
+                counts[outcome.action] = counts.get(outcome.action, 0) + 1
+                log.info(json.dumps({"key": key[:300], "action": outcome.action}))
+        except Exception:
+            log.exception("indexing failed for message %s", message.message_id)
+            if not failed or failed[-1] != message.message_id:
+                failed.append(message.message_id)
+    if invocation.from_sqs:
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in failed if m is not None]}
+    if failed:
+        raise RuntimeError("indexing failed; the error is logged above and the event is retried")
+    return {"status": "ok", **counts}
