@@ -1,6 +1,7 @@
 # serverless-pypi: two commands on a fresh machine.
 #   make serve   set up .venv and serve ./packages at http://127.0.0.1:8080/simple/
-#   make test    set up .venv with the test extras and run ruff, mypy and the whole suite
+#   make test    set up .venv with the test extras and run ruff, the import contract, mypy,
+#                the Terraform checks, the Lambda zip and the whole suite
 #   make bench   set up .venv with the bench extras, run the benchmarks (about 15 minutes)
 #                and write docs/benchmarks.md with its plots
 PYTHON ?= python3
@@ -13,17 +14,20 @@ PORT   ?= 8080
 CHECKOV_VENV    ?= .venv-checkov
 CHECKOV_VERSION ?= 3.3.30
 
-.PHONY: serve test lint typecheck checkov pytest bench lambda clean
+.PHONY: serve test lint typecheck checkov pytest bench lambda lambda-lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-serve: pyproject.toml | $(BIN)/python
+# the package's metadata (its version, read from __init__.py) is rebuilt when either changes
+META := pyproject.toml src/serverless_pypi/__init__.py
+
+$(VENV)/.installed-serve: $(META) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: $(META) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-serve
 
@@ -34,6 +38,7 @@ serve: $(VENV)/.installed-serve
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
@@ -41,7 +46,7 @@ typecheck: $(VENV)/.installed-test
 pytest: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-bench: $(META) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@ $(VENV)/.installed-serve
 
@@ -56,6 +61,11 @@ bench: $(VENV)/.installed-bench
 # dist/lambda.zip: the code of both Lambda functions (reproducible; see scripts/build_lambda.py)
 lambda: $(VENV)/.installed-serve
 	$(BIN)/python scripts/build_lambda.py --output dist/lambda.zip
+
+# scripts/lambda-requirements.txt, resolved from pyproject.toml for the Lambda target (needs the
+# package index); keeps the pinned versions, or takes the newest with UPGRADE=1
+lambda-lock: $(VENV)/.installed-test
+	$(BIN)/python scripts/lock_lambda.py $(if $(UPGRADE),--upgrade)
 
 $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
 	$(PYTHON) -m venv $(CHECKOV_VENV)

@@ -119,45 +119,38 @@ def scratch() -> Path:
     return root
 
 
-def run(tree: Tree, quick: bool = False, stores: Stores | None = None) -> dict[str, Any]:
-    stores = stores or prepare(tree)
-    repeats = {"pip": 2 if quick else 3, "uv": 2 if quick else 9}
-    root = scratch()
-    servers: dict[str, Server] = {}
-    samples: dict[str, list[float]] = {}
-    sets: dict[str, list[str]] = {}
-    try:
-        for name in SERVERS:
-            servers[name] = start(name, stores, tree.requirements[0])
-        urls: dict[str, str | None] = {name: server.url for name, server in servers.items()}
-        urls["no-index"] = None
-        for client in CLIENTS:
-            # warm caches: one untimed install per source fills them
-            for name, url in urls.items():
-                install(client, url, root / f"cache-{client}-{name}", tree, root / "venv")
-            for i in range(repeats[client]):
-                order = SOURCES[i % len(SOURCES) :] + SOURCES[: i % len(SOURCES)]
-                for state in STATES:
-                    if state == "resolve" and i >= 3:
-                        continue  # resolution alone: three runs are enough
-                    for name in order:
-                        if state == "warm":
-                            cache = root / f"cache-{client}-{name}"
-                        else:
-                            cache = root / f"cold-{client}-{name}-{i}"
-                        seconds, dists = install(
-                            client, urls[name], cache, tree, root / "venv", state == "resolve"
-                        )
-                        if state != "warm":
-                            shutil.rmtree(cache, ignore_errors=True)
-                        samples.setdefault(f"{client}/{state}/{name}", []).append(seconds)
-                        if state != "resolve":
-                            sets.setdefault(f"{client}/{name}", dists)
-                        log(f"installs: {client} {state:7} {name:10} {seconds:6.2f} s")
-    finally:
-        for server in servers.values():
-            server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+def _timed_round(
+    client: str,
+    i: int,
+    urls: dict[str, str | None],
+    root: Path,
+    tree: Tree,
+    samples: dict[str, list[float]],
+    sets: dict[str, list[str]],
+) -> None:
+    """Run `i` of `client`: every state, every source in this run's rotated order."""
+    order = SOURCES[i % len(SOURCES) :] + SOURCES[: i % len(SOURCES)]
+    for state in STATES:
+        if state == "resolve" and i >= 3:
+            continue  # resolution alone: three runs are enough
+        for name in order:
+            if state == "warm":
+                cache = root / f"cache-{client}-{name}"
+            else:
+                cache = root / f"cold-{client}-{name}-{i}"
+            seconds, dists = install(
+                client, urls[name], cache, tree, root / "venv", state == "resolve"
+            )
+            if state != "warm":
+                shutil.rmtree(cache, ignore_errors=True)
+            samples.setdefault(f"{client}/{state}/{name}", []).append(seconds)
+            if state != "resolve":
+                sets.setdefault(f"{client}/{name}", dists)
+            log(f"installs: {client} {state:7} {name:10} {seconds:6.2f} s")
+
+
+def _rows(samples: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """One row a client and state: each source's summary and the ratios against pypiserver."""
     rows = []
     for client in CLIENTS:
         for state in STATES:
@@ -176,6 +169,32 @@ def run(tree: Tree, quick: bool = False, stores: Stores | None = None) -> dict[s
                     ),
                 }
             )
+    return rows
+
+
+def run(tree: Tree, quick: bool = False, stores: Stores | None = None) -> dict[str, Any]:
+    stores = stores or prepare(tree)
+    repeats = {"pip": 2 if quick else 3, "uv": 2 if quick else 9}
+    root = scratch()
+    servers: dict[str, Server] = {}
+    samples: dict[str, list[float]] = {}
+    sets: dict[str, list[str]] = {}
+    try:
+        for name in SERVERS:
+            servers[name] = start(name, stores, tree.requirements[0])
+        urls: dict[str, str | None] = {name: server.url for name, server in servers.items()}
+        urls["no-index"] = None
+        for client in CLIENTS:
+            # warm caches: one untimed install per source fills them
+            for name, url in urls.items():
+                install(client, url, root / f"cache-{client}-{name}", tree, root / "venv")
+            for i in range(repeats[client]):
+                _timed_round(client, i, urls, root, tree, samples, sets)
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    rows = _rows(samples)
     same = all(sets[f"{c}/ours"] == sets[f"{c}/{n}"] for c in CLIENTS for n in SOURCES)
     return {
         "rows": rows,

@@ -95,17 +95,20 @@ def measure(
 
 def run(moto: Moto, quick: bool = False) -> dict[str, Any]:
     from serverless_pypi.adapters import aws_lambda
+    from serverless_pypi.compose import build_application
+    from serverless_pypi.repository.store import StoreRepository
     from serverless_pypi.storage.local import LocalStore
-    from serverless_pypi.web.app import Application
 
     results: dict[str, Any] = {"sizes": list(SIZES), "fillers": FILLERS, "rows": []}
     original = aws_lambda.application
     with environment(moto.env(S3_BUCKET=BUCKET)):
         silence_logs()
         s3_app = aws_lambda.application()  # built as on Lambda: S3Store from the environment
-        s3_calls = CallCounter(s3_app.store.client)  # type: ignore[attr-defined]
+        # the store under the repository stack (no fallback is configured here)
+        assert isinstance(s3_app.repository, StoreRepository)
+        s3_calls = CallCounter(s3_app.repository.reader.store.client)  # type: ignore[attr-defined]
         local_store = CountingStore(LocalStore(WORK / "pages-local"))
-        local_app = Application(local_store, s3_app.settings)  # type: ignore[arg-type]
+        local_app = build_application(local_store, s3_app.settings)  # type: ignore[arg-type]
         reference = ReferenceHandler(BUCKET)
         ref_calls = CallCounter(reference.client)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from serverless_pypi.core.model import FileRecord, Manifest
 from serverless_pypi.core.names import NormalizedName
-from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.catalog import Catalog, Change
 from serverless_pypi.storage import Store
 from serverless_pypi.storage.local import LocalStore
 from serverless_pypi.storage.s3 import S3Store
@@ -82,9 +82,9 @@ def add_project(store: Store, name: str, count: int, moto: Moto | None = None) -
     etag = put_objects(store, [f"{name}/{f}" for f in files], moto)
     records = {f: fake_record(name, f, etag) for f in files}
 
-    def change(index: Manifest) -> bool:
+    def change(index: Manifest) -> Change[None]:
         index.files.update(records)
-        return True
+        return Change(None)
 
     Catalog(store).update_project(NormalizedName(name), change)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .common import PLOTS, WORK, load_average, log, machine, moto_server, write_json
@@ -25,6 +25,44 @@ def _load() -> dict[str, Any]:
         data: dict[str, Any] = json.loads(RESULTS.read_text())
         return data
     return {}
+
+
+#: record(section, data, seconds): keeps a section's results
+Record = Callable[[str, dict[str, Any], float], None]
+
+
+def _timed(record: Record, section: str, measure: Callable[[], dict[str, Any]]) -> None:
+    started = time.perf_counter()
+    data = measure()
+    record(section, data, time.perf_counter() - started)
+
+
+def _store_sections(wanted: list[str], quick: bool, record: Record) -> None:
+    """coldstart and pages: both over the stores filled in one moto server."""
+    from . import coldstart, pages
+
+    with moto_server() as moto:
+        t = time.perf_counter()
+        setup = pages.populate(moto)
+        log(f"pages: stores filled in {time.perf_counter() - t:.0f} s")
+        if "coldstart" in wanted:
+            _timed(record, "coldstart", lambda: coldstart.run(moto, quick))
+        if "pages" in wanted:
+            _timed(record, "pages", lambda: {**pages.run(moto, quick), "setup": setup})
+
+
+def _corpus_sections(wanted: list[str], quick: bool, record: Record) -> None:
+    """installs and throughput: both over the corpus published into each server's store."""
+    from . import corpus, installs, servers, throughput
+
+    t = time.perf_counter()
+    tree = corpus.prepare()
+    log(f"corpus: {tree.files} files ready in {time.perf_counter() - t:.0f} s")
+    stores = servers.prepare(tree)
+    if "installs" in wanted:
+        _timed(record, "installs", lambda: installs.run(tree, quick, stores))
+    if "throughput" in wanted:
+        _timed(record, "throughput", lambda: throughput.run(tree, quick, stores))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,41 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"{section}: done in {seconds:.0f} s")
 
     if "coldstart" in wanted or "pages" in wanted:
-        from . import coldstart, pages
-
-        with moto_server() as moto:
-            t = time.perf_counter()
-            setup = pages.populate(moto)
-            log(f"pages: stores filled in {time.perf_counter() - t:.0f} s")
-            if "coldstart" in wanted:
-                t = time.perf_counter()
-                data = coldstart.run(moto, args.quick)
-                record("coldstart", data, time.perf_counter() - t)
-            if "pages" in wanted:
-                t = time.perf_counter()
-                data = pages.run(moto, args.quick)
-                data["setup"] = setup
-                record("pages", data, time.perf_counter() - t)
+        _store_sections(wanted, args.quick, record)
     if "installs" in wanted or "throughput" in wanted:
-        from . import corpus, installs, servers, throughput
-
-        t = time.perf_counter()
-        tree = corpus.prepare()
-        log(f"corpus: {tree.files} files ready in {time.perf_counter() - t:.0f} s")
-        stores = servers.prepare(tree)
-        if "installs" in wanted:
-            t = time.perf_counter()
-            data = installs.run(tree, args.quick, stores)
-            record("installs", data, time.perf_counter() - t)
-        if "throughput" in wanted:
-            t = time.perf_counter()
-            data = throughput.run(tree, args.quick, stores)
-            record("throughput", data, time.perf_counter() - t)
+        _corpus_sections(wanted, args.quick, record)
     if "indexer" in wanted:
         from . import indexer
 
-        t = time.perf_counter()
-        record("indexer", indexer.run(args.quick), time.perf_counter() - t)
+        _timed(record, "indexer", lambda: indexer.run(args.quick))
 
     if set(wanted) == set(SECTIONS):
         results["total_seconds"] = time.perf_counter() - started

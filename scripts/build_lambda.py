@@ -92,13 +92,29 @@ class Pin:
     line: str
 
 
+def requirement_lines(text: str) -> list[str]:
+    """The requirements of a requirements file, one line each: comments dropped, lines
+    continued with a backslash (as uv and pip-compile write hashes) joined."""
+    lines, pending = [], ""
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line.removesuffix("\\") + " "
+            continue
+        if joined := " ".join((pending + line).split()):
+            lines.append(joined)
+        pending = ""
+    if joined := " ".join(pending.split()):
+        lines.append(joined)
+    return lines
+
+
 def read_lock(path: Path = LOCK) -> list[Pin]:
     """The pinned requirements: `name==version --hash=sha256:...` lines."""
     pins = []
-    for raw in path.read_text().splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
+    for line in requirement_lines(path.read_text()):
         spec, *options = line.split()
         hashes = frozenset(
             o.removeprefix("--hash=sha256:") for o in options if o.startswith("--hash=sha256:")

@@ -14,18 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from serverless_pypi.adapters.cli import _access_hooks
 from serverless_pypi.auth.access import AccessControl, basic_credentials
 from serverless_pypi.auth.tokens import TokenCache, TokenStore
+from serverless_pypi.compose import build_application
 from serverless_pypi.core.config import Settings
-from serverless_pypi.core.http import Headers, Request
+from serverless_pypi.core.errors import DomainError
+from serverless_pypi.core.http import Headers, Request, Response
 from serverless_pypi.core.names import NormalizedName
 from serverless_pypi.index.catalog import Catalog
 from serverless_pypi.index.publish import publish
 from serverless_pypi.storage import Store
 from serverless_pypi.storage.local import LocalStore
 from serverless_pypi.storage.s3 import S3Store
-from serverless_pypi.web.app import Application
+from serverless_pypi.web.errors import error_response
 from tests.conftest import BIN, LiveServer
 from tests.dists import make_wheel
 from tests.forms import basic_auth
@@ -70,11 +71,20 @@ def control(store: Store, settings: Settings = LOCKED) -> AccessControl:
     return AccessControl(TokenCache(store), settings)
 
 
+def answer(check: Callable[..., None], *args: object) -> Response | None:
+    """None when the check lets the request through, else the answer to its refusal."""
+    try:
+        check(*args)
+    except DomainError as refusal:
+        return error_response(refusal)
+    return None
+
+
 def test_reads_are_open_by_default(tokens: TokenStore) -> None:
     check = control(tokens.store, Settings())
     project = NormalizedName("demo")
-    assert check(request(), "read", project) is None
-    assert check(request(authorization="Basic garbage"), "read", None) is None
+    assert answer(check, request(), "read", project) is None
+    assert answer(check, request(authorization="Basic garbage"), "read", None) is None
 
 
 def test_locked_reads(tokens: TokenStore) -> None:
@@ -90,20 +100,22 @@ def test_locked_reads(tokens: TokenStore) -> None:
         request(authorization=basic_auth(read, username="someone")),
         request(authorization="Bearer " + read),
     ]:
-        refusal = check(denied, "read", project)
+        refusal = answer(check, denied, "read", project)
         assert refusal is not None
         assert refusal.status == 401
         assert refusal.headers["WWW-Authenticate"].startswith('Basic realm="serverless-pypi"')
         assert read.encode() not in refusal.body
-    assert check(request(authorization=basic_auth(read)), "read", project) is None
-    assert check(request(authorization=basic_auth(write)), "read", project) is None
-    assert check(request(authorization=basic_auth(read)), "read", None) is None
-    assert check(request(authorization=basic_auth(scoped)), "read", project) is None
-    other = check(request(authorization=basic_auth(scoped)), "read", NormalizedName("other"))
+    assert answer(check, request(authorization=basic_auth(read)), "read", project) is None
+    assert answer(check, request(authorization=basic_auth(write)), "read", project) is None
+    assert answer(check, request(authorization=basic_auth(read)), "read", None) is None
+    assert answer(check, request(authorization=basic_auth(scoped)), "read", project) is None
+    other = answer(
+        check, request(authorization=basic_auth(scoped)), "read", NormalizedName("other")
+    )
     assert other is not None
     assert other.status == 403
     assert scoped_record.id in other.body.decode()
-    root = check(request(authorization=basic_auth(scoped)), "read", None)
+    root = answer(check, request(authorization=basic_auth(scoped)), "read", None)
     assert root is not None
     assert root.status == 403
     # an expired token is refused like an unknown one
@@ -111,8 +123,8 @@ def test_locked_reads(tokens: TokenStore) -> None:
     tokens_expiring = TokenStore(tokens.store)
     expiring, _ = tokens_expiring.create("read", expires=datetime.now(UTC) + timedelta(days=1))
     late = AccessControl(later, LOCKED)
-    assert late(request(authorization=basic_auth(expired)), "read", project) is None
-    refusal = late(request(authorization=basic_auth(expiring)), "read", project)
+    assert answer(late, request(authorization=basic_auth(expired)), "read", project) is None
+    refusal = answer(late, request(authorization=basic_auth(expiring)), "read", project)
     assert refusal is not None
     assert refusal.status == 401
 
@@ -129,13 +141,13 @@ def test_upload_check(tokens: TokenStore) -> None:
         basic_auth("spypi_0000000000000000_nope"): 403,
     }
     for header, status in cases.items():
-        refusal = check(request(authorization=header), project)
+        refusal = answer(check, request(authorization=header), project)
         assert refusal is not None
         assert refusal.status == status
         assert "WWW-Authenticate" not in refusal.headers
-    assert check(request(authorization=basic_auth(write)), None) is None
-    assert check(request(authorization=basic_auth(write)), project) is None
-    refusal = check(request(authorization=basic_auth(write)), NormalizedName("other"))
+    assert answer(check, request(authorization=basic_auth(write)), None) is None
+    assert answer(check, request(authorization=basic_auth(write)), project) is None
+    refusal = answer(check, request(authorization=basic_auth(write)), NormalizedName("other"))
     assert refusal is not None
     assert refusal.status == 403
     assert "team-*" in refusal.body.decode()
@@ -145,7 +157,7 @@ def test_downloads_are_redirected_only_after_the_check(s3_store: S3Store, tmp_pa
     wheel = make_wheel(tmp_path, "locked", "1.0")
     with wheel.open("rb") as file:
         publish(Catalog(s3_store), file, wheel.name)
-    app = Application(s3_store, LOCKED, **_access_hooks(s3_store, LOCKED))
+    app = build_application(s3_store, LOCKED)
     token, _ = TokenStore(s3_store).create("read")
     paths = ["", "locked/", f"locked/{wheel.name}", f"locked/{wheel.name}.metadata"]
     for path in paths:

@@ -1,4 +1,4 @@
-"""The application over both stores: `Application(store).handle(Request(...))`."""
+"""The application over both stores: `build_application(store).handle(Request(...))`."""
 
 from __future__ import annotations
 
@@ -18,13 +18,14 @@ import boto3
 import pytest
 from pypi_simple import IndexPage, ProjectPage
 
+from serverless_pypi.compose import build_application
 from serverless_pypi.core.config import Settings
 from serverless_pypi.core.http import Headers, Request, Response
 from serverless_pypi.core.model import Manifest
 from serverless_pypi.core.names import NormalizedName
 from serverless_pypi.core.render import API_VERSION
 from serverless_pypi.index import layout
-from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.catalog import Catalog, Change
 from serverless_pypi.index.publish import publish
 from serverless_pypi.storage import Store
 from serverless_pypi.storage.local import LocalStore
@@ -117,7 +118,7 @@ def populated(
     sdist = make_sdist(work, "my_pkg", "1.1", metadata_version="2.2")
     publish_path(store, wheel)
     publish_path(store, sdist)
-    yield Populated(store, Application(store), wheel, sdist, raw)
+    yield Populated(store, build_application(store, uploads=False), wheel, sdist, raw)
 
 
 # -- the project list ---------------------------------------------------------------------
@@ -139,7 +140,7 @@ def test_root_page_html_and_json(populated: Populated) -> None:
 
 @pytest.mark.parametrize("kind", ["local", "s3"])
 def test_empty_index(kind: str, request: pytest.FixtureRequest) -> None:
-    app = Application(request.getfixturevalue(f"{kind}_store"))
+    app = build_application(request.getfixturevalue(f"{kind}_store"))
     assert IndexPage.from_html(content(call(app, ""))).projects == []
     assert json.loads(content(call(app, "", accept=JSON)))["projects"] == []
     assert call(app, "anything/").status == 404
@@ -151,7 +152,7 @@ def test_reference_layout_is_listed_live(store: Store) -> None:
     store.put("my.pkg/my_pkg-2.0.tar.gz", b"bb")
     store.put("my.pkg/notes.txt", b"ccc")
     store.put("zeta/zeta-1.0.tar.gz", b"z")
-    app = Application(store)
+    app = build_application(store)
     assert IndexPage.from_html(content(call(app, ""))).projects == ["my-pkg", "zeta"]
     assert json.loads(content(call(app, "", accept=JSON)))["projects"] == [
         {"name": "my-pkg"},
@@ -331,7 +332,7 @@ def test_s3_download_presigns_per_method_with_the_configured_ttl(
         return original(key, method, expires)
 
     monkeypatch.setattr(s3_store, "presign", spy)
-    app = Application(s3_store, Settings.from_env({"S3_PRESIGNED_URL_TTL": "60"}))
+    app = build_application(s3_store, Settings.from_env({"S3_PRESIGNED_URL_TTL": "60"}))
     get = call(app, "pkg/" + wheel.name)
     head = call(app, "pkg/" + wheel.name, "HEAD")
     assert get.status == head.status == 302
@@ -398,7 +399,7 @@ def test_html_and_json_have_different_etags(populated: Populated) -> None:
 
 
 def test_etag_changes_when_the_page_changes(store: Store, tmp_path: Path) -> None:
-    app = Application(store)
+    app = build_application(store)
     publish_path(store, make_wheel(tmp_path, "pkg", "1.0"))
     for path in ("pkg/", ""):
         etag = call(app, path, accept=JSON).headers["ETag"]
@@ -413,7 +414,9 @@ def test_etag_changes_when_the_page_changes(store: Store, tmp_path: Path) -> Non
 
 
 def test_cache_control_is_configurable(populated: Populated) -> None:
-    app = Application(populated.store, Settings.from_env({"CACHE_CONTROL": "max-age=60, public"}))
+    app = build_application(
+        populated.store, Settings.from_env({"CACHE_CONTROL": "max-age=60, public"})
+    )
     for path in ("", "my-pkg/", "other-pkg/"):
         assert call(app, path).headers["Cache-Control"] == "max-age=60, public"
 
@@ -427,7 +430,7 @@ def test_gzip_when_accepted(store: Store, tmp_path: Path) -> None:
         store.put(f"many/many-{i}.0.tar.gz", b"x")
         store.put(f"project-{i:02d}/project_{i:02d}-1.0.tar.gz", b"x")
     publish_path(store, make_wheel(tmp_path, "my_pkg", "1.0"))
-    app = Application(store)
+    app = build_application(store)
     for path, accept in GZIP_PAGES:
         plain = call(app, path, accept=accept)
         zipped = call(app, path, accept=accept, accept_encoding="gzip, deflate, br")
@@ -447,7 +450,7 @@ def fallback_app(store: Store) -> Application:
     settings = Settings.from_env(
         {"FALLBACK_INDEX_URL": "https://pypi.org/simple/", "PRIVATE_PROJECTS": "acme-* corp_*,x"}
     )
-    return Application(store, settings)
+    return build_application(store, settings)
 
 
 @pytest.mark.parametrize("name", ["requests", "numpy", "acme", "acmex", "corpx", "x-y"])
@@ -668,12 +671,12 @@ def test_values_from_the_manifest_are_escaped(store: Store, tmp_path: Path) -> N
     publish_path(store, wheel)
     reason = '"><script>alert(1)</script><a href="'
 
-    def yank(index: Manifest) -> bool:
+    def yank(index: Manifest) -> Change[None]:
         index.files[wheel.name] = index.files[wheel.name].with_changes(yanked=reason)
-        return True
+        return Change(None)
 
     Catalog(store).update_project(NormalizedName("pkg"), yank)
-    app = Application(store)
+    app = build_application(store)
     html = content(call(app, "pkg/"))
     assert b"<script>" not in html
     page = ProjectPage.from_html("pkg", html)
@@ -689,7 +692,7 @@ def test_file_names_with_odd_characters_round_trip(store: Store) -> None:
     # an epoch and a local version: the characters a distribution's name may hold
     valid = "pkg-1!1.0+local.7.tar.gz"
     store.put(f"pkg/{valid}", b"valid bytes")
-    app = Application(store)
+    app = build_application(store)
     page = ProjectPage.from_html("pkg", content(call(app, "pkg/")), base_url=BASE + "pkg/")
     (package,) = page.packages  # not a distribution: the odd name is neither listed nor served
     assert call(app, "pkg/" + quote(odd)).status == 404
@@ -706,11 +709,11 @@ def test_file_names_with_odd_characters_round_trip(store: Store) -> None:
 def test_large_page_is_served_by_the_store(store: Store, tmp_path: Path) -> None:
     publish_path(store, make_wheel(tmp_path, "pkg", "1.0", requires_python=">=3.8"))
     publish_path(store, make_wheel(tmp_path, "pkg", "2.0", requires_python=">=3.9"))
-    inline = Application(store)
+    inline = build_application(store)
     expected = {
         accept: content(call(inline, "pkg/", accept=accept)) for accept in ("text/html", JSON)
     }
-    lambda_like = Application(store, Settings(max_inline_body=300))
+    lambda_like = build_application(store, Settings(max_inline_body=300))
     for accept, body in expected.items():
         for encoding in ("", "gzip"):
             response = call(lambda_like, "pkg/", accept=accept, accept_encoding=encoding)
@@ -740,7 +743,7 @@ def test_store_failure_is_a_502_not_a_404(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise StoreError("AccessDenied")
 
-    app = Application(s3_store)
+    app = build_application(s3_store)
     monkeypatch.setattr(s3_store, "get", broken)
     monkeypatch.setattr(s3_store, "list_folders", broken)
     for path in ("", "pkg/"):

@@ -22,7 +22,7 @@ from pypi_simple import ACCEPT_HTML_ONLY, ACCEPT_JSON_ONLY, PyPISimple
 from serverless_pypi.core.model import Manifest
 from serverless_pypi.core.names import NormalizedName
 from serverless_pypi.core.render import API_VERSION
-from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.catalog import Catalog, Change
 from serverless_pypi.index.publish import publish
 from serverless_pypi.storage import Store, open_store
 from tests.conftest import BIN, LiveServer
@@ -271,10 +271,10 @@ def test_uv_install_fetches_metadata_and_checks_hashes(
     assert "hash mismatch" in output.lower()
 
     # and so is a file whose bytes disagree with the hash the page advertises
-    def corrupt(project: Manifest) -> bool:
+    def corrupt(project: Manifest) -> Change[None]:
         record = project.files[dists["util1"].name]
         project.files[record.filename] = record.with_changes(sha256="1" * 64)
-        return True
+        return Change(None)
 
     Catalog(store).update_project(NormalizedName("acme-util"), corrupt)
     output = uv_install(
@@ -291,10 +291,10 @@ def test_uv_exclude_newer_honours_upload_time(live_server: Start, tmp_path: Path
     new = make_wheel(tmp_path, "timely", "2.0")
     publish_all(store, old)
 
-    def backdate(project: Manifest) -> bool:
+    def backdate(project: Manifest) -> Change[None]:
         record = project.files[old.name]
         project.files[old.name] = record.with_changes(upload_time="2024-03-01T12:00:00.000000Z")
-        return True
+        return Change(None)
 
     Catalog(store).update_project(NormalizedName("timely"), backdate)
     publish_all(store, new)
@@ -332,10 +332,10 @@ def test_pypi_simple_reads_the_same_from_html_and_json(
     legacy = make_sdist(tmp_path, "Strict_Pkg", "0.9", metadata_version="2.1")
     publish_all(store, wheel, sdist, legacy)
 
-    def yank(project: Manifest) -> bool:
+    def yank(project: Manifest) -> Change[None]:
         record = project.files[legacy.name]
         project.files[legacy.name] = record.with_changes(yanked='broken <build> & "quotes"')
-        return True
+        return Change(None)
 
     Catalog(store).update_project(NormalizedName("strict-pkg"), yank)
     server = live_server(location)

@@ -12,6 +12,7 @@ import pytest
 from pypi_simple import ProjectPage
 
 from serverless_pypi.adapters.cli import main
+from serverless_pypi.compose import build_application
 from serverless_pypi.core.http import Headers, Request
 from serverless_pypi.core.names import NormalizedName
 from serverless_pypi.index import curation, layout
@@ -19,7 +20,6 @@ from serverless_pypi.index.catalog import Catalog
 from serverless_pypi.index.publish import publish
 from serverless_pypi.storage import NotFound
 from serverless_pypi.storage.local import LocalStore
-from serverless_pypi.web.app import Application
 from tests.conftest import BIN, LiveServer
 from tests.dists import make_sdist, make_wheel
 from tests.test_access import client_env
@@ -39,7 +39,7 @@ def published(catalog: Catalog, tmp_path: Path, name: str, *versions: str) -> li
 
 def pages(catalog: Catalog, name: str) -> tuple[ProjectPage, ProjectPage]:
     """The project's HTML and JSON pages as the application serves them, parsed strictly."""
-    app = Application(catalog.store)
+    app = build_application(catalog.store)
     html = app.handle(Request("GET", f"{name}/"))
     data = app.handle(Request("GET", f"{name}/", headers=Headers({"Accept": JSON})))
     assert html.status == 200
@@ -76,7 +76,7 @@ def test_yank_one_file_without_a_reason_and_unyank(catalog: Catalog, tmp_path: P
         "curated-1.0.tar.gz": True,
     }
     assert [p.is_yanked for p in data.packages] == [False, True]
-    app = Application(catalog.store)
+    app = build_application(catalog.store)
     raw = json.loads(app.handle(Request("GET", "curated/", headers=Headers({"Accept": JSON}))).body)
     assert [f.get("yanked") for f in raw["files"]] == [None, True]
     assert 'data-yanked=""' in app.handle(Request("GET", "curated/")).body.decode()
@@ -103,7 +103,7 @@ def test_remove_a_file(catalog: Catalog, tmp_path: Path) -> None:
     remaining = ["curated-1.0-py3-none-any.whl", "curated-1.0.tar.gz", "curated-2.0.tar.gz"]
     assert [p.filename for p in html.packages] == remaining
     assert [p.filename for p in data.packages] == remaining
-    app = Application(catalog.store)
+    app = build_application(catalog.store)
     gone = app.handle(Request("GET", "curated/curated-2.0-py3-none-any.whl"))
     assert gone.status == 404
 
@@ -114,7 +114,7 @@ def test_removing_the_last_files_drops_the_project(catalog: Catalog, tmp_path: P
     assert len(curation.remove(catalog, "curated", "1.0")) == 2
     names, _ = catalog.read_project_names()
     assert names == {"kept"}
-    app = Application(catalog.store)
+    app = build_application(catalog.store)
     assert app.handle(Request("GET", "curated/")).status == 404
     assert "curated" not in app.handle(Request("GET", "")).body.decode()
     assert list(catalog.store.list("curated/")) == []

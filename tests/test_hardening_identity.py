@@ -20,6 +20,7 @@ import pytest
 
 from serverless_pypi.adapters.cli import main as cli_main
 from serverless_pypi.auth.tokens import TokenStore
+from serverless_pypi.compose import build_application
 from serverless_pypi.core.http import Headers, Request
 from serverless_pypi.core.model import FileRecord, Manifest
 from serverless_pypi.core.names import (
@@ -30,12 +31,11 @@ from serverless_pypi.core.names import (
     distribution_identity,
 )
 from serverless_pypi.index import layout
-from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.catalog import Catalog, Change
 from serverless_pypi.index.indexer import Indexer
 from serverless_pypi.index.publish import FileExists, PublishError, publish
 from serverless_pypi.storage import Store
 from serverless_pypi.storage.local import LocalStore
-from serverless_pypi.web.app import Application
 from tests.conftest import BIN, LiveServer
 from tests.dists import make_sdist, make_wheel
 from tests.test_access import client_env
@@ -437,7 +437,7 @@ def test_a_full_reindex_serves_the_first_key_in_key_order(store: Store, tmp_path
     assert (second, f"conflict: the same distribution as {first!r}") in report.skipped
     assert Indexer(store).reindex(check=True).drift is False
     # the application serves the same single file, and never the other one
-    app = Application(store)
+    app = build_application(store)
     accept = Headers({"Accept": "application/vnd.pypi.simple.v1+json"})
     page = json.loads(app.handle(Request("GET", "acme-kit/", headers=accept)).body)
     assert [f["filename"] for f in page["files"]] == ["Acme_Kit-5.0-py3-none-any.whl"]
@@ -449,14 +449,14 @@ def test_both_keys_listed_before_the_rule_keep_only_the_first(store: Store, tmp_
     first, second = _twins(store, tmp_path)
     catalog = Catalog(store)
 
-    def both(project: Manifest) -> bool:
+    def both(project: Manifest) -> Change[None]:
         for key in (first, second):
             info = store.head(key)
             filename = key.split("/")[1]
             project.files[filename] = FileRecord(
                 filename, key, info.size, "2026-01-01T00:00:00.000000Z", info.etag, "0" * 64
             )
-        return True
+        return Change(None)
 
     catalog.update_project(NAME, both)
     assert len(served(store)) == 2

@@ -21,6 +21,7 @@ from typing import IO, BinaryIO
 
 import pytest
 
+from serverless_pypi.compose import build_application
 from serverless_pypi.core.http import Headers, Request
 from serverless_pypi.core.names import NormalizedName
 from serverless_pypi.core.render import render_html, root_page
@@ -29,9 +30,8 @@ from serverless_pypi.index.catalog import Catalog, rendered_pages
 from serverless_pypi.index.curation import CurationError, remove, yank
 from serverless_pypi.index.indexer import Indexer
 from serverless_pypi.index.publish import FileExists, IncompleteUpload, publish
-from serverless_pypi.storage import Blob, ObjectInfo, Store, StoreError
+from serverless_pypi.storage import Blob, LocalFile, ObjectInfo, Redirect, Store, StoreError
 from serverless_pypi.storage.local import LocalStore
-from serverless_pypi.web.app import Application
 from tests.dists import make_wheel
 
 
@@ -112,8 +112,8 @@ class FaultyStore(Store):
     def list_folders(self, prefix: str = "") -> Iterator[str]:
         return self.inner.list_folders(prefix)
 
-    def local_path(self, key: str) -> Path | None:
-        return self.inner.local_path(key)
+    def deliver(self, key: str, method: str, expires: int) -> Redirect | LocalFile:
+        return self.inner.deliver(key, method, expires)
 
 
 def assert_converged(store: Store) -> None:
@@ -394,7 +394,7 @@ def test_readers_never_see_a_file_without_its_hash(store: Store, tmp_path: Path)
     Passes once the application lists files live only for projects without a manifest.
     """
     wheels = [make_wheel(tmp_path, "fresh-race", f"1.{i}") for i in range(6)]
-    app = Application(store)
+    app = build_application(store)
     stop = threading.Event()
     seen: list[str] = []
     unhashed: list[str] = []

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from serverless_pypi.compose import build_application
 from serverless_pypi.core.http import Request
 from serverless_pypi.core.negotiate import JSON_V1, Format, choose_format
 from serverless_pypi.index.catalog import Catalog
 from serverless_pypi.index.publish import publish
 from serverless_pypi.storage import Store
-from serverless_pypi.web.app import Application
 from tests.dists import make_wheel
 
 
@@ -48,7 +48,7 @@ def test_format_with_a_literal_plus_through_the_app(
     wheel = make_wheel(tmp_path, "pkg", "1.0")
     with wheel.open("rb") as file:
         publish(Catalog(store), file, wheel.name)
-    response = Application(store).handle(Request("GET", path, query))
+    response = build_application(store).handle(Request("GET", path, query))
     assert response.status == 200
     assert response.headers["Content-Type"] == JSON_V1
     json.loads(response.body)

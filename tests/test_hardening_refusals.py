@@ -14,6 +14,7 @@ import pytest
 
 from serverless_pypi.auth.access import AccessControl
 from serverless_pypi.auth.tokens import TOKEN_PREFIX, TokenCache, TokenStore
+from serverless_pypi.compose import build_application, build_repository
 from serverless_pypi.core.config import Settings
 from serverless_pypi.core.http import MAX_ENTITY_TAG, Headers, Request, parse_if_none_match
 from serverless_pypi.index import layout
@@ -161,7 +162,9 @@ def test_a_flood_of_unknown_tokens_through_the_application(counting: CountingSto
     settings = Settings(require_auth_for_read=True)
     clock = Clock()
     app = Application(
-        counting, settings, access=AccessControl(TokenCache(counting, monotonic=clock), settings)
+        build_repository(counting, settings),
+        settings,
+        access=AccessControl(TokenCache(counting, monotonic=clock), settings),
     )
     import base64
 
@@ -189,7 +192,7 @@ def served(store: Store, tmp_path: Path) -> Iterator[tuple[Application, list[str
         return original(key, if_none_match=if_none_match)
 
     store.get = spy  # type: ignore[method-assign]
-    yield Application(store), asked
+    yield build_application(store), asked
 
 
 def get(app: Application, path: str, if_none_match: str) -> Any:

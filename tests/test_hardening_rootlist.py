@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from pypi_simple import IndexPage
 
+from serverless_pypi.compose import build_application
 from serverless_pypi.core.http import Headers, Request, Response
 from serverless_pypi.core.names import normalize_project_name
 from serverless_pypi.index import layout
@@ -85,7 +86,7 @@ def test_html_and_json_list_the_same_normalized_projects_on_a_reference_bucket(
     store: Store, tmp_path: Path
 ) -> None:
     reference_bucket(store, tmp_path)
-    app = Application(store)
+    app = build_application(store)
     html = _html_projects(_get(app))
     assert html == _json_projects(_get(app, JSON)) == ["my-pkg", "zeta"]
     assert all(normalize_project_name(name) == name for name in html)
@@ -108,7 +109,7 @@ def test_after_a_reindex_index_html_is_the_index_rendering_of_the_same_list(
 ) -> None:
     reference_bucket(store, tmp_path)
     Indexer(store).reindex()
-    app = Application(store)
+    app = build_application(store)
     html = _get(app)
     assert _html_projects(html) == _json_projects(_get(app, JSON)) == ["my-pkg", "zeta"]
     # the index wrote its own index.html, byte for byte the list it serves
@@ -125,7 +126,7 @@ def test_html_and_json_follow_the_project_list_once_there_is_one(
     # an index.html that disagrees with projects.json (a stale or hand-edited copy) is not
     # what the index answers: both formats come from projects.json
     store.put(layout.ROOT_HTML, REFERENCE_INDEX_HTML)
-    app = Application(store)
+    app = build_application(store)
     expected = ["acme-tool", "my-pkg", "zeta"]
     assert _html_projects(_get(app)) == _json_projects(_get(app, JSON)) == expected
     assert store.get(layout.ROOT_HTML).data == REFERENCE_INDEX_HTML
@@ -133,7 +134,7 @@ def test_html_and_json_follow_the_project_list_once_there_is_one(
 
 def test_the_etag_of_each_format_revalidates(store: Store, tmp_path: Path) -> None:
     reference_bucket(store, tmp_path)
-    app = Application(store)
+    app = build_application(store)
     for accept in (None, JSON):
         first = _get(app, accept)
         again = _get(app, accept, **{"if-none-match": first.headers["ETag"]})

@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 
+from serverless_pypi.compose import build_application
 from serverless_pypi.core.config import Settings
 from serverless_pypi.core.http import Headers, Request, Response
 from serverless_pypi.core.model import Manifest
 from serverless_pypi.core.names import NormalizedName
 from serverless_pypi.index import layout
-from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.catalog import Catalog, Change
 from serverless_pypi.index.indexer import Indexer
 from serverless_pypi.index.publish import publish
 from serverless_pypi.storage import NotModified, Store
@@ -85,7 +86,7 @@ def test_other_objects_in_a_project_folder_are_never_downloadable(
     wheel = make_wheel(tmp_path, "acme", "1.0")
     publish_path(store, wheel)
     store.put(key, b'{"secret": "value"}')
-    app = Application(store)
+    app = build_application(store)
     filename = key.split("/")[1]
     for project in ("acme", "Acme", "other-pkg"):
         response = get(app, f"{project}/{filename}")
@@ -101,7 +102,7 @@ def test_other_objects_of_a_project_never_indexed_are_not_served_either(
 ) -> None:
     store.put("acme/acme-1.0.tar.gz", b"legacy sdist")  # the reference layout, no manifest
     store.put(key, b'{"secret": "value"}')
-    app = Application(store)
+    app = build_application(store)
     assert listed(app) == ["acme-1.0.tar.gz"]
     assert get(app, "acme/" + key.split("/")[1]).status == 404
     assert get(app, "acme/acme-1.0.tar.gz").status in {200, 302}
@@ -126,14 +127,14 @@ def test_files_the_indexer_refused_are_neither_listed_nor_downloadable(
     index, _ = Catalog(store).read_project(NAME)
     assert index.files[filename].problem is not None  # remembered, not served
     fallback = Settings(fallback_index_url="https://pypi.org/simple")
-    for app in (Application(store), Application(store, fallback)):
+    for app in (build_application(store), build_application(store, fallback)):
         # the project's only file: no page, and never sent to the fallback index
         assert listed(app) == 404
         assert get(app, f"acme/{filename}").status == 404
     # beside a good file, the refused one is still neither listed nor served
     good = make_wheel(tmp_path, "acme", "2.0")
     publish_path(store, good)
-    app = Application(store)
+    app = build_application(store)
     assert listed(app) == [good.name]
     assert get(app, f"acme/{filename}").status == 404
 
@@ -146,7 +147,7 @@ def test_a_file_the_manifest_does_not_list_yet_is_not_downloadable(
     publish_path(store, make_wheel(tmp_path, "acme", "1.0"))
     late = make_wheel(tmp_path, "acme", "2.0")
     store.put(f"acme/{late.name}", late.read_bytes())
-    app = Application(store)
+    app = build_application(store)
     assert get(app, f"acme/{late.name}").status == 404
     Indexer(store).index_key(f"acme/{late.name}")
     assert get(app, f"acme/{late.name}").status in {200, 302}
@@ -176,7 +177,7 @@ def test_a_download_costs_one_conditional_get_and_no_head(
 ) -> None:
     wheel = make_wheel(tmp_path, "acme", "1.0")
     publish_path(store, wheel)
-    app = Application(store)
+    app = build_application(store)
     assert get(app, f"acme/{wheel.name}").status in {200, 302}  # reads the manifest once
     counting = Counting(store, monkeypatch)
     for _ in range(3):
@@ -188,9 +189,9 @@ def test_a_download_costs_one_conditional_get_and_no_head(
     # a changed manifest is read again at once: a yanked or removed file is seen
     catalog = Catalog(store)
 
-    def remove(project: Manifest) -> bool:
+    def remove(project: Manifest) -> Change[None]:
         del project.files[wheel.name]
-        return True
+        return Change(None)
 
     catalog.update_project(NAME, remove)
     assert get(app, f"acme/{wheel.name}").status == 404
@@ -200,7 +201,7 @@ def test_a_listed_file_deleted_by_hand_is_a_404(local_store: Store, tmp_path: Pa
     wheel = make_wheel(tmp_path, "acme", "1.0")
     publish_path(local_store, wheel)
     local_store.delete(f"acme/{wheel.name}")  # no indexer event on a directory
-    assert get(Application(local_store), f"acme/{wheel.name}").status == 404
+    assert get(build_application(local_store), f"acme/{wheel.name}").status == 404
 
 
 # -- item 6: a project with a manifest is listed from it alone ---------------------------
@@ -210,12 +211,12 @@ def test_a_project_with_a_manifest_is_never_listed_live(store: Store, tmp_path: 
     """A publisher writes the manifest before the bytes: until the record is there, the bytes
     are neither listed (without a hash) nor downloadable."""
     wheel = make_wheel(tmp_path, "acme", "1.0")
-    Catalog(store).update_project(NAME, lambda project: True)  # an empty manifest
+    Catalog(store).update_project(NAME, lambda project: Change(None))  # an empty manifest
     store.put(f"acme/{wheel.name}", wheel.read_bytes())  # the bytes, before their record
-    app = Application(store)
+    app = build_application(store)
     assert listed(app) == 404
     assert get(app, f"acme/{wheel.name}").status == 404
-    fallback = Application(store, Settings(fallback_index_url="https://pypi.org/simple"))
+    fallback = build_application(store, Settings(fallback_index_url="https://pypi.org/simple"))
     assert get(fallback, "acme/").status == 404  # present in the store: never redirected
 
 
@@ -230,7 +231,7 @@ def test_a_project_never_indexed_lists_only_its_distributions(store: Store) -> N
         "acme/acme_x-1.0.tar.gz",
     ):
         store.put(key, b"bytes")
-    app = Application(store)
+    app = build_application(store)
     assert listed(app) == ["acme-1.0.tar.gz", "acme-2.0-py3-none-any.whl"]
     page = json.loads(body(get(app, "acme/", Accept=JSON)))
     assert all(f["hashes"] == {} for f in page["files"])  # live: no hashes until indexed
@@ -240,7 +241,7 @@ def test_a_live_listing_shows_one_file_per_identity(store: Store) -> None:
     store.put("Acme/Acme-1.0.tar.gz", b"first in key order")
     store.put("acme/acme-1.0.tar.gz", b"second")
     store.put("acme/acme-1.0.zip", b"third")
-    assert listed(Application(store)) == ["Acme-1.0.tar.gz"]
+    assert listed(build_application(store)) == ["Acme-1.0.tar.gz"]
 
 
 def test_an_indexed_project_lists_every_served_file_and_nothing_else(
@@ -255,7 +256,7 @@ def test_an_indexed_project_lists_every_served_file_and_nothing_else(
     # without its stored pages (deleted, or a renderer that failed) the manifest still rules
     for fmt in (True, False):
         store.delete(layout.page_key(NAME, json=fmt))
-    assert listed(Application(store)) == [wheel.name, sdist.name]
+    assert listed(build_application(store)) == [wheel.name, sdist.name]
 
 
 # -- the manifest cache ------------------------------------------------------------------

@@ -18,6 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 from botocore.stub import Stubber
 
+from serverless_pypi.compose import build_application
 from serverless_pypi.core.http import Request
 from serverless_pypi.storage import (
     AccessDenied,
@@ -31,8 +32,7 @@ from serverless_pypi.storage import (
 from serverless_pypi.storage.local import LocalStore
 from serverless_pypi.storage.s3 import S3Store, _translate
 from serverless_pypi.storage.swap import Contention
-from serverless_pypi.web import app as app_module
-from serverless_pypi.web.app import Application
+from serverless_pypi.web import errors as errors_module
 
 
 def client_error(code: str, status: int) -> ClientError:
@@ -81,7 +81,7 @@ def ours(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 def test_access_denied_is_a_503_naming_it_logged_once(
     s3_store: S3Store, caught: pytest.LogCaptureFixture
 ) -> None:
-    app = Application(s3_store)
+    app = build_application(s3_store)
     with Stubber(s3_store.client) as stub:
         for _ in range(3):
             stub.add_client_error("get_object", "AccessDenied", "Access Denied", 403)
@@ -95,7 +95,7 @@ def test_access_denied_is_a_503_naming_it_logged_once(
 
 
 def test_throttling_is_a_503_to_retry(s3_store: S3Store, caught: pytest.LogCaptureFixture) -> None:
-    app = Application(s3_store)
+    app = build_application(s3_store)
     with Stubber(s3_store.client) as stub:
         stub.add_client_error("get_object", "SlowDown", "Please reduce your request rate", 503)
         response = app.handle(Request("GET", "pkg/"))
@@ -121,7 +121,7 @@ def test_no_credentials_is_a_503_naming_it(
     store = S3Store(s3_bucket, endpoint_url=moto_url)
     with pytest.raises(NoCredentials):
         store.check()
-    response = Application(store).handle(Request("GET", "pkg/"))
+    response = build_application(store).handle(Request("GET", "pkg/"))
     assert response.status == 503 and b"no AWS credentials" in response.body
     assert not [r for r in caught.records if r.exc_info]
 
@@ -152,7 +152,7 @@ def test_check_and_requests_on_an_unreachable_endpoint(
     store = S3Store("pkgs", client=client)
     with pytest.raises(StoreUnreachable):
         store.check()
-    app = Application(store)
+    app = build_application(store)
     responses = [
         app.handle(Request("GET", path)) for path in ("a/", "b/", "a/a-1.0-py3-none-any.whl")
     ]
@@ -169,7 +169,7 @@ class ContendedStore(LocalStore):
 
 
 def test_contention_is_a_503_to_retry(tmp_path: Path, caught: pytest.LogCaptureFixture) -> None:
-    response = Application(ContendedStore(tmp_path)).handle(Request("GET", "pkg/"))
+    response = build_application(ContendedStore(tmp_path)).handle(Request("GET", "pkg/"))
     assert response.status == 503 and response.headers["Retry-After"].isdigit()
     assert b"try again" in response.body
     assert not [r for r in caught.records if r.exc_info]
@@ -189,13 +189,13 @@ def test_a_cause_is_logged_again_after_the_report_interval(
     s3_store: S3Store, caught: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [1000.0]
-    monkeypatch.setattr(app_module.time, "monotonic", lambda: now[0])
-    app = Application(s3_store)
+    monkeypatch.setattr(errors_module.time, "monotonic", lambda: now[0])
+    app = build_application(s3_store)
     with Stubber(s3_store.client) as stub:
         for _ in range(3):
             stub.add_client_error("get_object", "AccessDenied", "Access Denied", 403)
         app.handle(Request("GET", "a/"))
-        now[0] += app_module.REPORT_INTERVAL - 1
+        now[0] += errors_module.REPORT_INTERVAL - 1
         app.handle(Request("GET", "a/"))
         assert len(ours(caught)) == 1
         now[0] += 2

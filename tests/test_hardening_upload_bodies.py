@@ -23,10 +23,12 @@ import pytest
 from serverless_pypi.adapters.server import is_upload_target, plausible_upload_credentials
 from serverless_pypi.auth.access import AccessControl
 from serverless_pypi.auth.tokens import TokenCache, TokenStore
+from serverless_pypi.compose import build_repository
 from serverless_pypi.core.config import Settings
-from serverless_pypi.core.http import Headers, Request
+from serverless_pypi.core.http import Headers, Request, Response
 from serverless_pypi.index.catalog import Catalog
 from serverless_pypi.storage.local import LocalStore
+from serverless_pypi.web.app import Application
 from serverless_pypi.web.upload import _CHUNK, UPLOAD_IN_MEMORY, UploadHandler, parse_form
 from tests.conftest import BIN, LiveServer
 from tests.dists import make_wheel
@@ -51,10 +53,12 @@ def basic(password: str, username: str = "__token__") -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
-def handler(store: LocalStore) -> UploadHandler:
+def handler(store: LocalStore) -> Callable[[Request], Response]:
+    """The upload handler, answered as the application answers it."""
     settings = Settings()
     access = AccessControl(TokenCache(store), settings)
-    return UploadHandler(Catalog(store), settings, access.check_upload)
+    upload = UploadHandler(Catalog(store), settings, access.check_upload)
+    return Application(build_repository(store, settings), settings, upload=upload).handle
 
 
 def streamed(body: bytes, content_type: str, authorization: str | None) -> Request:

@@ -13,10 +13,10 @@ from serverless_pypi.core.http import (
     Request,
     accepts_gzip,
     compress,
-    error,
     etag_matches,
     make_etag,
     redirect,
+    text_response,
 )
 
 
@@ -138,7 +138,7 @@ def test_compress_is_deterministic_and_round_trips() -> None:
 
 
 def test_error_is_plain_text_and_uncached() -> None:
-    response = error(404, "No project named 'x'.", {"X-Extra": "1"})
+    response = text_response(404, "No project named 'x'.", {"X-Extra": "1"})
     assert response.status == 404
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
     assert response.headers["Cache-Control"] == "no-store"

@@ -16,7 +16,7 @@ from serverless_pypi.adapters.cli import main as cli_main
 from serverless_pypi.core.model import Manifest
 from serverless_pypi.core.names import NormalizedName
 from serverless_pypi.index import layout
-from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.catalog import Catalog, Change
 from serverless_pypi.index.indexer import Indexer
 from serverless_pypi.storage import NotFound, Store
 from tests.dists import make_sdist, make_wheel
@@ -196,12 +196,12 @@ def test_yank_state_and_upload_time_survive_a_reindex(store: Store, tmp_path: Pa
     catalog = Catalog(store)
     filename = "my_pkg-2.0-py3-none-any.whl"
 
-    def yank(project: Manifest) -> bool:
+    def yank(project: Manifest) -> Change[None]:
         record = project.files[filename]
         project.files[filename] = record.with_changes(
             yanked="broken", upload_time="2020-01-01T00:00:00.000000Z"
         )
-        return True
+        return Change(None)
 
     catalog.update_project(NormalizedName("my-pkg"), yank)
     for info in list(store.list(layout.metadata_prefix(NormalizedName("my-pkg")))):

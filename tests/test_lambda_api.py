@@ -26,7 +26,7 @@ from serverless_pypi.adapters.aws_lambda import api_handler, application
 from serverless_pypi.core.config import Settings
 from serverless_pypi.core.model import FileRecord, Manifest
 from serverless_pypi.core.names import NormalizedName
-from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.catalog import Catalog, Change
 from serverless_pypi.index.publish import publish
 from serverless_pypi.storage.s3 import S3Store
 from tests.dists import make_wheel
@@ -145,11 +145,8 @@ def _cached_application_fits(store: S3Store) -> bool:
         return False
     app = application()
     settings = Settings.from_env(max_inline_body=aws_lambda.MAX_INLINE_BODY)
-    return (
-        isinstance(app.store, S3Store)
-        and (app.store.bucket, app.store.prefix) == (store.bucket, store.prefix)
-        and app.settings == settings
-    )
+    # the repository reads the store at this location: the same bucket and prefix
+    return app.repository.location == store.location and app.settings == settings
 
 
 @pytest.fixture
@@ -383,11 +380,11 @@ def test_every_response_fits_the_lambda_limit(bucket: S3Store) -> None:
         metadata_sha256="b" * 64,
     )
 
-    def many(index: Manifest) -> bool:
+    def many(index: Manifest) -> Change[None]:
         for i in range(12_000):
             name = f"huge_project-1.{i}-cp311-cp311-manylinux_2_17_x86_64.whl"
             index.files[name] = template.with_changes(filename=name, key=f"huge-project/{name}")
-        return True
+        return Change(None)
 
     catalog.update_project(NormalizedName("huge-project"), many)
     for accept in ("text/html", JSON):

@@ -16,9 +16,11 @@ import pytest
 from botocore.stub import Stubber
 
 from serverless_pypi.storage import (
+    LocalFile,
     NotFound,
     NotModified,
     PreconditionFailed,
+    Redirect,
     Store,
     StoreError,
     open_store,
@@ -248,28 +250,29 @@ def test_list_is_lazy(filled: Store) -> None:
     assert next(listing).key == "a-b"
 
 
-# -- presigning and local paths -----------------------------------------------------------
+# -- delivery: a presigned URL, or a local file -------------------------------------------
 
 
-def test_presign_and_local_path(store: Store) -> None:
+def test_deliver(store: Store) -> None:
     store.put("pkg/pkg-1.0.tar.gz", b"payload")
     if isinstance(store, LocalStore):
-        assert store.presign("pkg/pkg-1.0.tar.gz", "GET", 60) is None
-        path = store.local_path("pkg/pkg-1.0.tar.gz")
-        assert path is not None and path.read_bytes() == b"payload"
+        served = store.deliver("pkg/pkg-1.0.tar.gz", "GET", 60)
+        assert isinstance(served, LocalFile)
+        assert served.path.read_bytes() == b"payload"
+        assert served.size == 7 and served.etag == store.head("pkg/pkg-1.0.tar.gz").etag
         with pytest.raises(NotFound):
-            store.local_path("pkg/missing")
+            store.deliver("pkg/missing", "GET", 60)
         return
-    assert store.local_path("pkg/pkg-1.0.tar.gz") is None
-    url = store.presign("pkg/pkg-1.0.tar.gz", "GET", 123)
-    assert url is not None
+    served = store.deliver("pkg/pkg-1.0.tar.gz", "GET", 123)
+    assert isinstance(served, Redirect)
+    url = served.url
     # SigV4 (never SigV2), with the TTL asked for
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and "X-Amz-Expires=123" in url
     with urllib.request.urlopen(url) as response:  # noqa: S310 (moto on 127.0.0.1)
         assert response.read() == b"payload"
-    head_url = store.presign("pkg/pkg-1.0.tar.gz", "HEAD", 60)
-    assert head_url is not None
-    request = urllib.request.Request(head_url, method="HEAD")
+    head = store.deliver("pkg/pkg-1.0.tar.gz", "HEAD", 60)
+    assert isinstance(head, Redirect)
+    request = urllib.request.Request(head.url, method="HEAD")
     with urllib.request.urlopen(request) as response:  # noqa: S310
         assert response.headers["Content-Length"] == "7"
 

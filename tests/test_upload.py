@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from serverless_pypi.adapters import aws_lambda
-from serverless_pypi.adapters.cli import _access_hooks
 from serverless_pypi.auth.tokens import TokenStore
+from serverless_pypi.compose import build_application
 from serverless_pypi.core.config import Settings
+from serverless_pypi.core.errors import InvalidRequest
 from serverless_pypi.core.http import Headers, Request, Response
 from serverless_pypi.core.names import NormalizedName
 from serverless_pypi.index import layout
@@ -25,7 +26,7 @@ from serverless_pypi.index.catalog import Catalog
 from serverless_pypi.storage import Store
 from serverless_pypi.storage.local import LocalStore
 from serverless_pypi.storage.s3 import S3Store
-from serverless_pypi.web.app import Application
+from serverless_pypi.web.errors import status_of
 from serverless_pypi.web.upload import MAX_FORM_TEXT, parse_form
 from tests.dists import make_sdist, make_wheel
 from tests.forms import basic_auth, encode_form, upload_body, upload_fields
@@ -37,7 +38,7 @@ class Index:
     def __init__(self, store: Store, settings: Settings | None = None) -> None:
         self.store = store
         self.settings = settings or Settings()
-        self.app = Application(store, self.settings, **_access_hooks(store, self.settings))
+        self.app = build_application(store, self.settings)
         self.token, _ = TokenStore(store).create("write")
 
     def post(
@@ -258,7 +259,7 @@ def test_credentials_are_checked_before_the_form(index: Index, tmp_path: Path) -
 
 
 def test_uploads_disabled_without_the_hook(local_store: LocalStore, tmp_path: Path) -> None:
-    app = Application(local_store)
+    app = build_application(local_store, uploads=False)
     wheel = make_wheel(tmp_path, "off", "1.0")
     body, content_type = upload_body(wheel)
     response = app.handle(
@@ -285,9 +286,9 @@ def test_any_truncation_is_a_400(cut: int) -> None:
     if cut >= len(body) - 2:
         parse_form(body[:cut], content_type, 10_000).close()
         return
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(InvalidRequest) as raised:
         parse_form(body[:cut], content_type, 10_000).close()
-    assert getattr(raised.value, "status", None) == 400
+    assert status_of(raised.value)[0] == 400
 
 
 # -- the Lambda edge ----------------------------------------------------------------------

@@ -21,15 +21,18 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from serverless_pypi.compose import build_application
 from serverless_pypi.core.config import ConfigError, Settings
-from serverless_pypi.core.http import Headers, Request, Response, error
+from serverless_pypi.core.errors import DomainError, InvalidRequest
+from serverless_pypi.core.http import Headers, Request, Response
 from serverless_pypi.storage.s3 import S3Store
-from serverless_pypi.web.app import Application, index_route
+from serverless_pypi.web.app import Application
+from serverless_pypi.web.errors import error_response, internal_error
+from serverless_pypi.web.paths import index_route
 
 if TYPE_CHECKING:
-    from serverless_pypi.auth.access import AccessControl
+    from serverless_pypi.index.events import Message
     from serverless_pypi.index.indexer import Indexer
-    from serverless_pypi.web.upload import UploadHandler
 
 __all__ = ["BadEvent", "api_handler", "lambda_request", "lambda_response", "reindex_handler"]
 
@@ -52,50 +55,23 @@ def _store() -> S3Store:
     return S3Store(bucket, os.environ.get("S3_PREFIX", ""))
 
 
-def _build_application() -> Application:
-    # the settings first: an invalid one fails every request before a client is built
-    settings = Settings.from_env(max_inline_body=MAX_INLINE_BODY)
-    store = _store()
-    location = store.location.rstrip("/")
-
-    @functools.cache
-    def access() -> AccessControl:
-        # tokens are needed by uploads and by a locked index only: an open index reads
-        # without importing them
-        from serverless_pypi.auth.access import AccessControl
-        from serverless_pypi.auth.tokens import TokenCache
-
-        return AccessControl(TokenCache(store), settings)
-
-    @functools.cache
-    def uploads() -> UploadHandler:
-        # built at the first upload: reads, the common case, never import the upload stack
-        from serverless_pypi.index.catalog import Catalog
-        from serverless_pypi.web.upload import UploadHandler
-
-        return UploadHandler(
-            Catalog(store),
-            settings,
-            access().check_upload,
-            max_file_size=min(settings.max_upload_size, MAX_UPLOAD_THROUGH_LAMBDA),
-            too_large_hint=(
-                " A request through API Gateway and Lambda carries at most 6 MB (base64 adds a "
-                "third): publish larger files straight to the bucket with "
-                f"`serverless-pypi publish --store {location} FILE`."
-            ),
-        )
-
-    def upload(request: Request) -> Response:
-        return uploads()(request)
-
-    locked = access() if settings.require_auth_for_read else None
-    return Application(store, settings, upload=upload, access=locked)
-
-
 @functools.cache
 def application() -> Application:
     """The application of this execution environment, built once and then reused."""
-    return _build_application()
+    # the settings first: an invalid one fails every request before a client is built
+    settings = Settings.from_env()
+    store = _store()
+    return build_application(
+        store,
+        settings,
+        max_inline_body=MAX_INLINE_BODY,
+        max_upload_size=MAX_UPLOAD_THROUGH_LAMBDA,
+        too_large_hint=(
+            " A request through API Gateway and Lambda carries at most 6 MB (base64 adds a "
+            "third): publish larger files straight to the bucket with "
+            f"`serverless-pypi publish --store {store.location.rstrip('/')} FILE`."
+        ),
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -110,7 +86,7 @@ def _configured_application() -> Application | Response:
         return application()
     except ConfigError as e:
         _log_once(f"configuration error: {e}")
-        return error(500, "The index is misconfigured; the reason is in the function's log.")
+        return internal_error("The index is misconfigured; the reason is in the function's log.")
 
 
 # Build during the init phase (full CPU, not billed per request) when configured.
@@ -118,8 +94,11 @@ if os.environ.get("S3_BUCKET") and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
     _configured_application()
 
 
-class BadEvent(ValueError):
+class BadEvent(InvalidRequest):
     """An event API Gateway or a function URL would never send: answered 400."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"Bad request event: {problem}.")
 
 
 def _optional(event: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -217,8 +196,8 @@ def lambda_request(event: object) -> Request | Response:
         if not isinstance(event, dict):
             raise BadEvent("the event is not a JSON object")
         return _parse_request(event)
-    except BadEvent as e:
-        return error(400, f"Bad request event: {e}.")
+    except DomainError as e:
+        return error_response(e)
 
 
 def lambda_response(response: Response, method: str) -> dict[str, Any]:
@@ -250,7 +229,7 @@ def api_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             response = app.handle(request)
         except Exception:
             log.exception("unhandled error")
-            response = error(500, "The index failed to answer; the error is logged.")
+            response = internal_error("The index failed to answer; the error is logged.")
     # log the method, the path below the index and the status: never queries or headers,
     # which may carry tokens or presigned credentials
     log.info(
@@ -272,6 +251,30 @@ def indexer() -> Indexer:
     from serverless_pypi.index.indexer import Indexer
 
     return Indexer(_store())
+
+
+def _index_message(worker: Indexer, message: Message, counts: dict[str, int]) -> None:
+    """Do what one message asks (a full reindex, keys to index), counting the outcomes."""
+    if message.full_reindex:
+        report = worker.reindex()
+        counts["reindexed_files"] = counts.get("reindexed_files", 0) + report.files
+        log.info(
+            json.dumps(
+                {
+                    "reindex": "full",
+                    "projects": report.projects,
+                    "files": report.files,
+                    "indexed": len(report.indexed),
+                    "removed": len(report.removed),
+                    "skipped": len(report.skipped),
+                    "orphans": len(report.orphans),
+                }
+            )
+        )
+    for key in message.keys:
+        outcome = worker.index_key(key)
+        counts[outcome.action] = counts.get(outcome.action, 0) + 1
+        log.info(json.dumps({"key": key[:300], "action": outcome.action}))
 
 
 def reindex_handler(event: Any, context: Any = None) -> dict[str, Any]:
@@ -302,26 +305,7 @@ def reindex_handler(event: Any, context: Any = None) -> dict[str, Any]:
             # skipped (a retry would not make it readable)
             failed.append(message.message_id)
         try:
-            if message.full_reindex:
-                report = worker.reindex()
-                counts["reindexed_files"] = counts.get("reindexed_files", 0) + report.files
-                log.info(
-                    json.dumps(
-                        {
-                            "reindex": "full",
-                            "projects": report.projects,
-                            "files": report.files,
-                            "indexed": len(report.indexed),
-                            "removed": len(report.removed),
-                            "skipped": len(report.skipped),
-                            "orphans": len(report.orphans),
-                        }
-                    )
-                )
-            for key in message.keys:
-                outcome = worker.index_key(key)
-                counts[outcome.action] = counts.get(outcome.action, 0) + 1
-                log.info(json.dumps({"key": key[:300], "action": outcome.action}))
+            _index_message(worker, message, counts)
         except Exception:
             log.exception("indexing failed for message %s", message.message_id)
             if not failed or failed[-1] != message.message_id:

@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from serverless_pypi import __version__
 from serverless_pypi.core.config import ConfigError, Settings
+from serverless_pypi.core.errors import DomainError
 from serverless_pypi.storage import Store, StoreError, open_store
 
 __all__ = ["main"]
@@ -96,7 +98,7 @@ def _serve_banner(args: argparse.Namespace, location: str, settings: Settings) -
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from serverless_pypi.adapters.server import BindError, create_server
-    from serverless_pypi.web.app import Application
+    from serverless_pypi.compose import build_application
 
     settings = Settings.from_env()  # a ConfigError names the setting: nothing is served
     if "://" not in args.store:
@@ -104,7 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store = _store(args)
     # one request now: a missing bucket or refused credentials stop `serve` with their cause
     store.check()
-    app = Application(store, settings, **_access_hooks(store, settings))
+    app = build_application(store, settings)
     try:
         server = create_server(app, args.host, args.port, threads=args.threads)
     except BindError as e:
@@ -181,18 +183,6 @@ def _progress_bar(label: str) -> Any:
     except ImportError:
         return None
     return tqdm(desc=label, unit=" projects", file=sys.stderr)
-
-
-def _access_hooks(store: Store, settings: Settings) -> dict[str, Any]:
-    """The `upload=` and `access=` hooks of the application: tokens checked on each request."""
-    from serverless_pypi.auth.access import AccessControl
-    from serverless_pypi.auth.tokens import TokenCache
-    from serverless_pypi.index.catalog import Catalog
-    from serverless_pypi.web.upload import UploadHandler
-
-    access = AccessControl(TokenCache(store), settings)
-    upload = UploadHandler(Catalog(store), settings, access.check_upload)
-    return {"upload": upload, "access": access}
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
@@ -311,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="serverless-pypi", description="A private Python package index."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -353,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except DomainError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 2
     except (ConfigError, StoreError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -28,8 +28,11 @@ from urllib.parse import quote, urlsplit
 
 from serverless_pypi.auth.access import USERNAME, basic_credentials
 from serverless_pypi.auth.tokens import split_token
-from serverless_pypi.core.http import Headers, Request, Response, error
-from serverless_pypi.web.app import UPLOAD_PATHS, Application, index_route
+from serverless_pypi.core.errors import DomainError, InvalidRequest, TooLarge
+from serverless_pypi.core.http import Headers, Request, Response
+from serverless_pypi.web.app import Application
+from serverless_pypi.web.errors import error_response, internal_error
+from serverless_pypi.web.paths import index_route, is_upload_route
 
 __all__ = [
     "CHANNEL_TIMEOUT",
@@ -145,6 +148,7 @@ class WSGIApplication:
         self.app = app
 
     def _request(self, environ: dict[str, Any]) -> Request | Response:
+        """The request, or the redirect answered instead; raises DomainError to refuse it."""
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path, query = _raw_path(environ)
         route = index_route(path)
@@ -155,10 +159,10 @@ class WSGIApplication:
             raw = environ.get("CONTENT_LENGTH") or "0"
             # RFC 9110 section 8.6: Content-Length = 1*DIGIT
             if not (raw.isascii() and raw.isdigit()):
-                return error(400, "Content-Length is not a number.")
+                raise InvalidRequest("Content-Length is not a number.")
             limit = self.app.settings.max_upload_size + 1024 * 1024
             if int(raw) > limit:
-                return error(413, f"The request body is over {limit} bytes.")
+                raise TooLarge(f"The request body is over {limit} bytes.")
             # unread: the upload handler checks the credentials first, then reads in pieces
             stream = environ["wsgi.input"]
         return Request(method, route, query, _headers(environ), stream=stream)
@@ -169,9 +173,11 @@ class WSGIApplication:
         try:
             request = self._request(environ)
             response = request if isinstance(request, Response) else self.app.handle(request)
+        except DomainError as e:
+            response = error_response(e)
         except Exception:
             log.exception("unhandled error")
-            response = error(500, "The index failed to answer; the error is logged.")
+            response = internal_error("The index failed to answer; the error is logged.")
         headers = dict(response.headers)
         if response.file is None:
             headers["Content-Length"] = str(len(response.body))
@@ -211,8 +217,7 @@ def plausible_upload_credentials(authorization: str | None) -> bool:
 
 def is_upload_target(path: str) -> bool:
     """Whether a (decoded) request path is one the application takes uploads at."""
-    route = index_route(path)
-    return isinstance(route, str) and route.split("/") in UPLOAD_PATHS
+    return is_upload_route(path)
 
 
 class _Discarded:

@@ -9,7 +9,9 @@ credentials in the index URL, netrc or keyring; `twine -u __token__ -p <token>`;
   credentials and retry. A valid token that does not cover the project gets 403.
 - Uploads always need a write token that covers the project; failures get 403, as on PyPI.
 
-The application runs this check before it answers, so a download is redirected to a
+The checks raise Unauthenticated (401) or Forbidden (403) to refuse, and return to let the
+request through; the web layer's error table turns the refusal into the answer. The
+application runs the read check before it answers, so a download is redirected to a
 presigned URL only after it passed.
 """
 
@@ -20,7 +22,8 @@ import binascii
 
 from serverless_pypi.auth.tokens import TokenCache, TokenRecord
 from serverless_pypi.core.config import Settings
-from serverless_pypi.core.http import Request, Response, error
+from serverless_pypi.core.errors import Forbidden, Unauthenticated
+from serverless_pypi.core.http import Request
 from serverless_pypi.core.names import NormalizedName
 
 __all__ = ["REALM", "USERNAME", "AccessControl", "basic_credentials"]
@@ -70,35 +73,31 @@ class AccessControl:
             return None, "the token is not valid: it is unknown, revoked or expired"
         return token, ""
 
-    def __call__(
-        self, request: Request, scope: str, project: NormalizedName | None
-    ) -> Response | None:
-        """The check before a read (`scope` "read"): None lets the request through."""
+    def __call__(self, request: Request, scope: str, project: NormalizedName | None) -> None:
+        """The check before a read (`scope` "read"): returns to let the request through.
+
+        Raises Unauthenticated without a valid token, Forbidden for one that does not cover
+        `project` (None: the project list).
+        """
         if scope == "read" and not self.settings.require_auth_for_read:
-            return None
+            return
         token, why = self._token(request)
         if token is None:
-            return error(
-                401,
-                f"This index requires a token to read: {why}.",
-                {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
-            )
+            raise Unauthenticated(f"This index requires a token to read: {why}.", REALM)
         if not token.allows("write" if scope == "write" else "read", project):
             what = f"project {project!r}" if project else "the project list"
-            return error(403, f"The token {token.id} does not grant access to {what}.")
-        return None
+            raise Forbidden(f"The token {token.id} does not grant access to {what}.")
 
-    def check_upload(self, request: Request, project: NormalizedName | None) -> Response | None:
-        """None if the request may upload to `project` (None: to some project), else a 403."""
+    def check_upload(self, request: Request, project: NormalizedName | None) -> None:
+        """Returns if the request may upload to `project` (None: to some project), else
+        raises Forbidden (as PyPI: a 403, not a challenge, for missing credentials too)."""
         token, why = self._token(request)
         if token is None:
-            return error(403, f"Invalid or non-existent authentication information: {why}.")
+            raise Forbidden(f"Invalid or non-existent authentication information: {why}.")
         if token.scope != "write":
-            return error(403, f"The token {token.id} can only read: uploads need a write token.")
+            raise Forbidden(f"The token {token.id} can only read: uploads need a write token.")
         if project is not None and not token.allows("write", project):
-            return error(
-                403,
+            raise Forbidden(
                 f"The token {token.id} may not upload to project {project!r} "
-                f"(it covers {token.describe_projects()}).",
+                f"(it covers {token.describe_projects()})."
             )
-        return None

@@ -2,9 +2,9 @@
 
 A token is `spypi_<id>_<secret>`: 16 hex digits that name it and 256 random bits. The store
 keeps only its SHA-256 (a fast hash suffices for 256 random bits, as for GitHub's tokens) in
-one JSON document under `layout.TOKENS`, changed by compare-and-swap like the catalog's
-documents, so two administrators never lose each other's changes. Presented tokens are
-compared with `hmac.compare_digest`, in constant time.
+its `TokenRecord`, in the index's token list (`serverless_pypi.index.tokens`: one document
+changed by compare-and-swap, so two administrators never lose each other's changes).
+Presented tokens are compared with `hmac.compare_digest`, in constant time.
 
 Each token has a scope (`read`, or `write`, which also reads), optional project glob patterns
 (matched against normalized names) and an optional expiry. The server reads the document
@@ -16,7 +16,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import threading
@@ -26,9 +25,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from serverless_pypi.index import layout
-from serverless_pypi.storage import NotFound, NotModified, Store, StoreError
-from serverless_pypi.storage.swap import compare_and_swap
+from serverless_pypi.index.change import Change
+from serverless_pypi.index.tokens import TokenDocument
+from serverless_pypi.storage import Store
 
 __all__ = [
     "SCOPES",
@@ -43,7 +42,6 @@ __all__ = [
 Scope = Literal["read", "write"]
 SCOPES: tuple[Scope, ...] = ("read", "write")
 TOKEN_PREFIX = "spypi_"  # noqa: S105 (a prefix, not a secret)
-FORMAT_VERSION = 1
 #: how long the server trusts its copy of the token list (revocations take this long)
 CACHE_TTL = 15.0
 #: how long an unknown token id is refused without asking the store again (see TokenCache)
@@ -183,23 +181,8 @@ class TokenRecord:
         )
 
 
-def _decode(data: bytes) -> dict[str, TokenRecord]:
-    try:
-        document = json.loads(data)
-        if document.get("format") != FORMAT_VERSION:
-            raise ValueError(f"unsupported format {document.get('format')!r}")
-        records = [TokenRecord.from_json(t) for t in document["tokens"]]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise StoreError(f"{layout.TOKENS} is not a token list this version can read: {e}") from e
-    return {r.id: r for r in records}
-
-
-def _encode(records: Iterable[TokenRecord]) -> bytes:
-    document = {
-        "format": FORMAT_VERSION,
-        "tokens": [r.to_json() for r in sorted(records, key=lambda r: (r.created, r.id))],
-    }
-    return json.dumps(document, indent=1, sort_keys=True).encode()
+def _document(store: Store) -> TokenDocument[TokenRecord]:
+    return TokenDocument(store, TokenRecord.from_json)
 
 
 def verify(
@@ -222,18 +205,8 @@ class TokenStore:
     clock: Callable[[], datetime] = field(default=_now)
 
     def read(self) -> tuple[dict[str, TokenRecord], str | None]:
-        try:
-            blob = self.store.get(layout.TOKENS)
-        except NotFound:
-            return {}, None
-        return _decode(blob.data), blob.etag
-
-    def _update(self, change: Callable[[dict[str, TokenRecord]], bool]) -> None:
-        def apply(data: bytes | None) -> bytes | None:
-            records = _decode(data) if data is not None else {}
-            return _encode(records.values()) if change(records) else None
-
-        compare_and_swap(self.store, layout.TOKENS, apply)
+        found = _document(self.store).read()
+        return found.records, found.etag
 
     def create(
         self,
@@ -261,11 +234,11 @@ class TokenStore:
             description=description.strip()[:200],
         )
 
-        def add(records: dict[str, TokenRecord]) -> bool:
+        def add(records: dict[str, TokenRecord]) -> Change[None]:
             records[token_id] = record
-            return True
+            return Change(None)
 
-        self._update(add)
+        _document(self.store).update(add)
         return token, record
 
     def records(self) -> list[TokenRecord]:
@@ -281,16 +254,14 @@ class TokenStore:
             if not _ID.match(token_id):
                 raise TokenError(f"{value!r} is neither a token id (16 hex digits) nor a token")
             wanted.add(token_id)
-        removed: list[str] = []
 
-        def drop(records: dict[str, TokenRecord]) -> bool:
-            removed[:] = sorted(wanted & records.keys())
+        def drop(records: dict[str, TokenRecord]) -> Change[list[str]]:
+            removed = sorted(wanted & records.keys())
             for token_id in removed:
                 del records[token_id]
-            return bool(removed)
+            return Change(removed, write=bool(removed))
 
-        self._update(drop)
-        return removed
+        return _document(self.store).update(drop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +297,7 @@ class TokenCache:
         negative_ttl: float = NEGATIVE_TTL,
     ) -> None:
         self.store = store
+        self._document = _document(store)
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self._monotonic = monotonic
@@ -338,17 +310,12 @@ class TokenCache:
         """Read the list from the store (the caller holds `_reading`)."""
         started = self._monotonic()
         current = self._snapshot
-        try:
-            blob = self.store.get(
-                layout.TOKENS, if_none_match=current.etag if current is not None else None
-            )
-        except NotModified:
+        found = self._document.read_if_changed(current.etag if current is not None else None)
+        if found is None:
             assert current is not None  # a conditional read needs a copy to compare
             snapshot = _Snapshot(current.records, current.etag, started)
-        except NotFound:
-            snapshot = _Snapshot({}, None, started)
         else:
-            snapshot = _Snapshot(_decode(blob.data), blob.etag, started)
+            snapshot = _Snapshot(found.records, found.etag, started)
         self._snapshot = snapshot
         return snapshot
 

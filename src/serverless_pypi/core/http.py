@@ -24,11 +24,11 @@ __all__ = [
     "Request",
     "Response",
     "accepts_gzip",
-    "error",
     "etag_matches",
     "make_etag",
     "parse_if_none_match",
     "redirect",
+    "text_response",
 ]
 
 GZIP_MIN_SIZE = 1024
@@ -199,14 +199,11 @@ def compress(body: bytes) -> bytes:
 
 
 def text_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """A plain-text answer, never cached (error answers are built from it in one place:
+    `serverless_pypi.web.errors`)."""
     all_headers = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
     all_headers.update(headers or {})
     return Response(status, all_headers, (message.rstrip("\n") + "\n").encode())
-
-
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    """An error with a message a person can act on."""
-    return text_response(status, message, headers)
 
 
 def redirect(status: int, location: str, cache_control: str = "no-store") -> Response:

@@ -217,19 +217,29 @@ def _sdist_pkg_info(file: IO[bytes], dist: Distribution) -> bytes | None:
     Raises _ScanLimit when a .tar.gz shows no PKG-INFO within MAX_SDIST_SCAN bytes.
     """
     if dist.filename.endswith(".zip"):
-        with _open_zip(file, dist) as archive:
-            try:
-                names = [n for n in archive.namelist() if n.count("/") == 1]
-                entry = next((n for n in names if n.endswith("/PKG-INFO")), None)
-                if entry is None:
-                    return None
-                info = archive.getinfo(entry)
-                if info.file_size > MAX_METADATA_SIZE:
-                    raise BadDistribution(f"{entry} is larger than {MAX_METADATA_SIZE} bytes")
-                with archive.open(info) as handle:
-                    return _read_bounded(handle, entry)
-            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as e:
-                raise BadDistribution(f"{dist.filename} is not a readable archive: {e}") from e
+        return _zip_sdist_pkg_info(file, dist)
+    return _tar_sdist_pkg_info(file, dist)
+
+
+def _zip_sdist_pkg_info(file: IO[bytes], dist: Distribution) -> bytes | None:
+    """PKG-INFO at the top of a .zip sdist, or None."""
+    with _open_zip(file, dist) as archive:
+        try:
+            names = [n for n in archive.namelist() if n.count("/") == 1]
+            entry = next((n for n in names if n.endswith("/PKG-INFO")), None)
+            if entry is None:
+                return None
+            info = archive.getinfo(entry)
+            if info.file_size > MAX_METADATA_SIZE:
+                raise BadDistribution(f"{entry} is larger than {MAX_METADATA_SIZE} bytes")
+            with archive.open(info) as handle:
+                return _read_bounded(handle, entry)
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as e:
+            raise BadDistribution(f"{dist.filename} is not a readable archive: {e}") from e
+
+
+def _tar_sdist_pkg_info(file: IO[bytes], dist: Distribution) -> bytes | None:
+    """PKG-INFO at the top of a .tar.gz sdist, or None; _ScanLimit past MAX_SDIST_SCAN."""
     try:
         with (
             _BoundedGzip(file, MAX_SDIST_SCAN) as stream,

@@ -12,6 +12,11 @@ path, even one that changed nothing (an identical re-upload, a repeated event), 
 comparing the renderings with what the documents render now (`Catalog.converge`): a writer
 that failed between the document and its renderings is repaired by the next one, or by its
 own retry.
+
+Nothing else in the index writes derived data: the indexer, publish and curation change a
+manifest through `update_project` (whose `change` returns a `Change`: what it computed, and
+whether to write), and delete what derives from a file through the methods below. The read
+side used for serving is `serverless_pypi.index.reader`; tokens are `serverless_pypi.index.tokens`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from serverless_pypi.core.http import compress
 from serverless_pypi.core.model import Manifest
@@ -26,12 +32,15 @@ from serverless_pypi.core.names import NormalizedName, is_valid_project_name, no
 from serverless_pypi.core.negotiate import Format
 from serverless_pypi.core.render import project_page, render_html, render_json, root_page
 from serverless_pypi.index import layout
+from serverless_pypi.index.change import Change
 from serverless_pypi.storage import NotFound, Store
-from serverless_pypi.storage.swap import MAX_ATTEMPTS, Contention, compare_and_swap
+from serverless_pypi.storage.swap import MAX_ATTEMPTS, Contention, compare_and_swap, swap
 
-__all__ = ["Catalog", "Contention", "rendered_pages"]
+__all__ = ["Catalog", "Change", "Contention", "rendered_pages"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def rendered_pages(index: Manifest) -> dict[str, tuple[bytes | None, Format]]:
@@ -69,6 +78,25 @@ class Catalog:
             return set(), None
         return set(json.loads(blob.data)["projects"]), blob.etag
 
+    def manifest_names(self) -> set[NormalizedName]:
+        """The projects that have a manifest."""
+        names: set[NormalizedName] = set()
+        for info in self.store.list(layout.MANIFESTS):
+            stem = info.key.removeprefix(layout.MANIFESTS).removesuffix(".json")
+            if is_valid_project_name(stem):
+                names.add(normalize_project_name(stem))
+        return names
+
+    def metadata_files(self) -> dict[NormalizedName, list[str]]:
+        """The keys of the core metadata files in the store, by project (key names only:
+        small even at 100,000 files)."""
+        found: dict[NormalizedName, list[str]] = {}
+        for info in self.store.list(layout.METADATA):
+            project, _, rest = info.key.removeprefix(layout.METADATA).partition("/")
+            if rest and is_valid_project_name(project):
+                found.setdefault(normalize_project_name(project), []).append(info.key)
+        return found
+
     def project_folders(self) -> dict[NormalizedName, list[str]]:
         """Folders at the store's root that hold projects, by normalized name."""
         folders: dict[NormalizedName, list[str]] = {}
@@ -81,28 +109,29 @@ class Catalog:
     def update_project(
         self,
         name: NormalizedName,
-        change: Callable[[Manifest], bool],
+        change: Callable[[Manifest], Change[T]],
         *,
         root: bool = True,
-    ) -> Manifest:
-        """Apply `change` to the project's manifest atomically and refresh what derives from it.
+    ) -> T:
+        """Apply `change` to the project's manifest atomically and refresh what derives from it;
+        return what the change computed (`Change.result`, of the attempt that settled).
 
-        `change` edits the index in place and says whether it changed anything; it may run
-        several times (once per attempt), so it must depend only on its argument and on
-        reads of the store. Whether or not it changed anything, the pages and root lists end
-        in line with the manifest (`converge`).
+        `change` edits the manifest it is given in place and says in its `Change` whether to
+        write it. It may run several times (once per attempt, each with the manifest as read
+        then), so it must depend only on its argument and on reads of the store. Whether or
+        not it wrote anything, the pages and root lists end in line with the manifest
+        (`converge`).
         """
-        state: dict[str, Manifest] = {}
 
-        def apply(data: bytes | None) -> bytes | None:
+        def apply(data: bytes | None) -> tuple[bytes | None, T]:
             index = Manifest.from_bytes(data) if data is not None else Manifest(name)
-            state["index"] = index
-            return index.to_bytes() if change(index) else None
+            outcome = change(index)
+            return (index.to_bytes() if outcome.write else None), outcome.result
 
-        written = compare_and_swap(self.store, layout.manifest_key(name), apply)
+        result, written = swap(self.store, layout.manifest_key(name), apply)
         # written or not: an earlier writer may have failed before its renderings were done
         self.converge(name, rewrite=written, root=root)
-        return state["index"]
+        return result
 
     def create_project(self, name: NormalizedName) -> bool:
         """Write an empty manifest for a project that has none (`If-None-Match: *`).
@@ -227,23 +256,28 @@ class Catalog:
                 return index, etag
         raise Contention(f"the manifest of {name!r} kept changing while its pages were written")
 
+    def stale_pages(self, index: Manifest) -> dict[str, tuple[bytes | None, Format]]:
+        """The pages of `index` whose stored object differs from what it renders now (one GET
+        each), by key, with what `refresh_pages` would write there."""
+        stale: dict[str, tuple[bytes | None, Format]] = {}
+        for key, (body, fmt) in rendered_pages(index).items():
+            try:
+                stored: bytes | None = self.store.get(key).data
+            except NotFound:
+                stored = None
+            if stored != body:
+                stale[key] = (body, fmt)
+        return stale
+
     def _write_pages(self, index: Manifest, *, compare: bool) -> bool:
         """Write (or delete) the pages of `index`; returns whether anything was written."""
-        wrote = False
-        for key, (body, fmt) in rendered_pages(index).items():
-            if compare:
-                try:
-                    stored: bytes | None = self.store.get(key).data
-                except NotFound:
-                    stored = None
-                if stored == body:
-                    continue
+        pages = self.stale_pages(index) if compare else rendered_pages(index)
+        for key, (body, fmt) in pages.items():
             if body is None:
                 self.store.delete(key)
             else:
                 self.store.put(key, body, content_type=fmt.content_type, content_encoding="gzip")
-            wrote = True
-        return wrote
+        return bool(pages)
 
     def refresh_root_html(self) -> None:
         """Rewrite `index.html` at the store's root (the reference layout's project list)."""
@@ -271,3 +305,10 @@ class Catalog:
 
     def delete_metadata(self, name: NormalizedName, filename: str) -> None:
         self.store.delete(layout.metadata_key(name, filename))
+
+    def delete_metadata_files(self, keys: Iterable[str]) -> None:
+        """Delete core metadata files by key (orphans `metadata_files` listed)."""
+        for key in keys:
+            if not key.startswith(layout.METADATA):
+                raise ValueError(f"{key!r} is not a core metadata file")
+            self.store.delete(key)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
+from serverless_pypi.core.errors import DomainError, InvalidRequest, NoSuchFile, NoSuchProject
 from serverless_pypi.core.model import Manifest
 from serverless_pypi.core.names import (
     InvalidFilename,
@@ -22,15 +23,38 @@ from serverless_pypi.core.names import (
     normalize_project_name,
     parse_distribution_filename,
 )
-from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.catalog import Catalog, Change
 
-__all__ = ["REMOVING", "CurationError", "Target", "remove", "resolve", "unyank", "yank"]
+__all__ = [
+    "REMOVING",
+    "CurationError",
+    "InvalidProject",
+    "Target",
+    "UnknownProject",
+    "UnknownTarget",
+    "remove",
+    "resolve",
+    "unyank",
+    "yank",
+]
 
 log = logging.getLogger(__name__)
 
 
-class CurationError(ValueError):
-    """The project, version or file does not exist; the message says what to check."""
+class CurationError(DomainError):
+    """A curation command that names nothing to act on; the message says what to check."""
+
+
+class InvalidProject(CurationError, InvalidRequest):
+    """The project name is not a valid one."""
+
+
+class UnknownProject(CurationError, NoSuchProject):
+    """The index lists no files for the project."""
+
+
+class UnknownTarget(CurationError, NoSuchFile):
+    """The project has no such version or file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +69,7 @@ def _project(name: str) -> NormalizedName:
     try:
         return normalize_project_name(name)
     except InvalidProjectName as e:
-        raise CurationError(str(e)) from None
+        raise InvalidProject(str(e)) from None
 
 
 def _matching(index: Manifest, version_or_file: str) -> list[str]:
@@ -67,12 +91,13 @@ def _matching(index: Manifest, version_or_file: str) -> list[str]:
 
 
 def resolve(catalog: Catalog, project: str, version_or_file: str) -> Target:
-    """The files of `project` that a version or a file name designates (CurationError if none)."""
+    """The files of `project` that a version or a file name designates (a CurationError if
+    none: `UnknownProject`, `UnknownTarget`, or `InvalidProject` for an invalid name)."""
     name = _project(project)
     index, etag = catalog.read_project(name)
     if etag is None or not index.files:
         _converge(catalog, name, etag)
-        raise CurationError(
+        raise UnknownProject(
             f"The index lists no files for project {name!r}. If its files are in the store "
             "but were never indexed, run `serverless-pypi reindex` first."
         )
@@ -80,7 +105,7 @@ def resolve(catalog: Catalog, project: str, version_or_file: str) -> Target:
     if not files:
         _converge(catalog, name, etag)
         versions = ", ".join(index.versions()) or "none"
-        raise CurationError(
+        raise UnknownTarget(
             f"Project {name!r} has no version or file {version_or_file!r} (versions: {versions})."
         )
     return Target(name, tuple(files))
@@ -97,19 +122,18 @@ def _set_yanked(
     catalog: Catalog, project: str, version_or_file: str, yanked: str | None
 ) -> list[str]:
     target = resolve(catalog, project, version_or_file)
-    changed: list[str] = []
 
-    def change(index: Manifest) -> bool:
-        changed.clear()
+    def change(index: Manifest) -> Change[list[str]]:
+        """The files whose yank state this attempt changed."""
+        changed = []
         for filename in target.filenames:
             record = index.files.get(filename)
             if record is not None and record.yanked != yanked:
                 index.files[filename] = record.with_changes(yanked=yanked)
                 changed.append(filename)
-        return bool(changed)
+        return Change(sorted(changed), write=bool(changed))
 
-    catalog.update_project(target.project, change)
-    return sorted(changed)
+    return catalog.update_project(target.project, change)
 
 
 def yank(catalog: Catalog, project: str, version_or_file: str, reason: str = "") -> list[str]:
@@ -137,10 +161,11 @@ def remove(catalog: Catalog, project: str, version_or_file: str) -> list[str]:
     leaves the mark alone (same etag), and one that re-listed them is undone by the last step.
     """
     target = resolve(catalog, project, version_or_file)
-    keys: dict[str, str] = {}
 
-    def mark(index: Manifest) -> bool:
-        keys.clear()  # this attempt's manifest decides
+    def mark(index: Manifest) -> Change[dict[str, str]]:
+        """The keys of the files to remove (file name -> key), as this attempt's manifest
+        lists them: marked now, or already by a command that failed halfway."""
+        keys: dict[str, str] = {}
         changed = False
         for filename in target.filenames:
             record = index.files.get(filename)
@@ -150,9 +175,9 @@ def remove(catalog: Catalog, project: str, version_or_file: str) -> list[str]:
             if record.problem != REMOVING:
                 index.files[filename] = record.with_changes(problem=REMOVING)
                 changed = True
-        return changed
+        return Change(keys, write=changed)
 
-    catalog.update_project(target.project, mark)
+    keys = catalog.update_project(target.project, mark)
     for filename, key in sorted(keys.items()):
         catalog.delete_metadata(target.project, filename)
         catalog.store.delete(key)
@@ -163,8 +188,8 @@ def remove(catalog: Catalog, project: str, version_or_file: str) -> list[str]:
     return sorted(keys)
 
 
-def _forget(index: Manifest, keys: dict[str, str]) -> bool:
+def _forget(index: Manifest, keys: dict[str, str]) -> Change[None]:
     stale = [f for f, key in keys.items() if f in index.files and index.files[f].key == key]
     for filename in stale:
         del index.files[filename]
-    return bool(stale)
+    return Change(None, write=bool(stale))

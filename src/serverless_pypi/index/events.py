@@ -53,14 +53,8 @@ def _collect(payload: Any, bucket: str, prefix: str, message: Message, depth: in
     if depth > MAX_NESTING:
         message.unreadable.append(f"envelopes nested more than {MAX_NESTING} deep")
         return
-    if isinstance(payload, str):
-        try:
-            payload = json.loads(payload)
-        except (ValueError, RecursionError):
-            message.unreadable.append("a message body that is not JSON")
-            return
-    if not isinstance(payload, dict):
-        message.unreadable.append("an event that is not a JSON object")
+    payload = _json_object(payload, message)
+    if payload is None:
         return
     if payload.get("reindex") == "full" or payload.get("detail-type") == "Scheduled Event":
         message.full_reindex = True
@@ -77,20 +71,39 @@ def _collect(payload: Any, bucket: str, prefix: str, message: Message, depth: in
         return
     detail = payload.get("detail", payload)  # EventBridge event, or its detail alone
     if isinstance(detail, dict) and isinstance(detail.get("object"), dict):
-        key = detail["object"].get("key")
-        bucket_info = detail.get("bucket")
-        if not isinstance(key, str) or not isinstance(bucket_info, dict | None):
-            message.unreadable.append("an EventBridge event whose object or bucket is malformed")
-            return
-        name = (bucket_info or {}).get("name")
-        _add_key(name, key, bucket, prefix, message)
-        # EventBridge documents keys as they are, but reports disagree about special
-        # characters ("+" in local versions): look at the URL-decoded key too. The indexer
-        # reads the store's state for each, so the wrong candidate is a harmless no-op.
-        if unquote_plus(key) != key:
-            _add_key(name, unquote_plus(key), bucket, prefix, message)
+        _object_event(detail, bucket, prefix, message)
         return
     message.unreadable.append(f"an event of unknown shape (keys: {_some_keys(payload)})")
+
+
+def _json_object(payload: Any, message: Message) -> dict[str, Any] | None:
+    """`payload` as a JSON object (a string is parsed first), else None and why not."""
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except (ValueError, RecursionError):
+            message.unreadable.append("a message body that is not JSON")
+            return None
+    if not isinstance(payload, dict):
+        message.unreadable.append("an event that is not a JSON object")
+        return None
+    return payload
+
+
+def _object_event(detail: dict[str, Any], bucket: str, prefix: str, message: Message) -> None:
+    """The key of an EventBridge S3 event's `detail` (with an `object`)."""
+    key = detail["object"].get("key")
+    bucket_info = detail.get("bucket")
+    if not isinstance(key, str) or not isinstance(bucket_info, dict | None):
+        message.unreadable.append("an EventBridge event whose object or bucket is malformed")
+        return
+    name = (bucket_info or {}).get("name")
+    _add_key(name, key, bucket, prefix, message)
+    # EventBridge documents keys as they are, but reports disagree about special
+    # characters ("+" in local versions): look at the URL-decoded key too. The indexer
+    # reads the store's state for each, so the wrong candidate is a harmless no-op.
+    if unquote_plus(key) != key:
+        _add_key(name, unquote_plus(key), bucket, prefix, message)
 
 
 def _record(record: Any, bucket: str, prefix: str, message: Message, depth: int) -> None:

@@ -5,6 +5,10 @@ store holds *now*. Duplicated, reordered, late or stale events therefore converg
 full reindex writes. Every change to a manifest goes through `Catalog.update_project`
 (compare-and-swap), and merges with what is there: a record is replaced only by a record of
 the bytes the store holds, and dropped only when its object is gone.
+
+A full reindex first plans each project (`ProjectPlan`: the files to index, the records to
+drop, the orphaned metadata files, whether its pages are stale) and then applies the plan;
+`reindex(check=True)` is the plan alone, so it never writes.
 """
 
 from __future__ import annotations
@@ -27,11 +31,11 @@ from serverless_pypi.core.names import (
     parse_distribution_filename,
 )
 from serverless_pypi.index import layout
-from serverless_pypi.index.catalog import Catalog, rendered_pages
+from serverless_pypi.index.catalog import Catalog, Change
 from serverless_pypi.index.records import derive_from_store, record_for
 from serverless_pypi.storage import NotFound, ObjectInfo, PreconditionFailed, Store
 
-__all__ = ["Indexer", "Outcome", "Report", "classify_key"]
+__all__ = ["Indexer", "Outcome", "ProjectPlan", "Renderings", "Report", "classify_key"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +110,61 @@ class Report:
             self.stale_pages += other.stale_pages
 
 
+@dataclass(frozen=True, slots=True)
+class Renderings:
+    """What derives from a project's records and differs from them in the store."""
+
+    #: core metadata files (keys) that no record of the manifest promises
+    orphans: list[str]
+    #: whether the stored pages differ from what the manifest renders
+    stale_pages: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectPlan:
+    """What a full reindex finds to do for one project, before it does any of it."""
+
+    #: the project's manifest, as read when planning
+    index: Manifest
+    #: its distributions in the store (one per distribution identity)
+    files: int
+    #: the files to (re)index, by file name: new, changed, or promising a lost metadata file
+    to_index: dict[str, tuple[ObjectInfo, Distribution]]
+    #: records of objects that are gone (file name -> key)
+    stale: dict[str, str]
+    #: records that lose to a rival holding the same distribution (file name -> key)
+    demoted: dict[str, str]
+    #: keys not indexed, and why (including files recorded with a problem)
+    skipped: list[tuple[str, str]]
+    #: the project's core metadata files in the store, as listed when the reindex began
+    metadata_keys: list[str]
+    #: the metadata files and pages out of line with `index`
+    renderings: Renderings
+
+    @property
+    def name(self) -> NormalizedName:
+        return self.index.name
+
+    @property
+    def changes_records(self) -> bool:
+        return bool(self.to_index or self.stale or self.demoted)
+
+    def report(self) -> Report:
+        return Report(
+            projects=1,
+            files=self.files,
+            indexed=[info.key for info, _dist in self.to_index.values()],
+            removed=list(self.stale.values()) + list(self.demoted.values()),
+            skipped=list(self.skipped),
+            orphans=list(self.renderings.orphans),
+            stale_pages=[self.name] if self.renderings.stale_pages else [],
+        )
+
+    def listed(self) -> bool:
+        """Whether the project belongs in the project list once the plan is applied."""
+        return bool(self.index.served() or self.files)
+
+
 class Indexer:
     def __init__(self, store: Store, *, workers: int = 8) -> None:
         self.store = store
@@ -144,18 +203,14 @@ class Indexer:
             self.catalog.converge(normalize_project_name(split[0]))
 
     def _remove(self, name: NormalizedName, filename: str, key: str) -> Outcome:
-        removed = False
-
-        def drop(project: Manifest) -> bool:
-            nonlocal removed
+        def drop(project: Manifest) -> Change[bool]:
             current = project.files.get(filename)
-            removed = current is not None and current.key == key
-            if removed:
-                del project.files[filename]
-            return removed
+            if current is None or current.key != key:
+                return Change(False, write=False)
+            del project.files[filename]
+            return Change(True)
 
-        self.catalog.update_project(name, drop)
-        if removed:
+        if self.catalog.update_project(name, drop):
             self.catalog.delete_metadata(name, filename)
             return Outcome(key, "removed")
         return Outcome(key, "unchanged", "no such object and no record of it")
@@ -175,33 +230,22 @@ class Indexer:
         index, _ = self.catalog.read_project(name)
         if listed := self._rival(index, dist, info.key):
             return self._conflict(name, dist, info.key, listed.key)
-        current = index.files.get(dist.filename)
-        if current is not None and current.key != info.key:
-            # the same file name in two folders of one project: the listed one stays
-            if self.store.find(current.key) is not None:
-                reason = f"duplicate of {current.key!r}, which the index already lists"
-                log.warning("skipped %r: %s", info.key, reason)
-                self.catalog.converge(name)
-                return Outcome(info.key, "skipped", reason)
-        elif current is not None and current.etag == info.etag and current.sha256:
-            # a repeated event: the record is current, its renderings may not be
-            self.catalog.converge(name)
-            return Outcome(info.key, "unchanged")
+        if settled := self._settled(name, index.files.get(dist.filename), info):
+            return settled
         record = self._derive(name, dist, info)
-        rival: FileRecord | None = None
 
-        def put(project: Manifest) -> bool:
-            nonlocal rival
+        def put(project: Manifest) -> Change[FileRecord | None]:
+            """The rival listed meanwhile under another name, if any (then nothing changes)."""
             if rival := self._rival(project, dist, info.key):
-                return False  # listed meanwhile under another name
+                return Change(rival, write=False)
             existing = project.files.get(dist.filename)
             merged = _merge(existing, record)
             if existing == merged:
-                return False
+                return Change(None, write=False)
             project.files[dist.filename] = merged
-            return True
+            return Change(None)
 
-        self.catalog.update_project(name, put)
+        rival = self.catalog.update_project(name, put)
         if rival is not None:
             if dist.filename not in self.catalog.read_project(name)[0].files:
                 self.catalog.delete_metadata(name, dist.filename)  # _derive wrote it
@@ -209,6 +253,26 @@ class Indexer:
         if record.problem:
             return Outcome(info.key, "skipped", record.problem)
         return Outcome(info.key, "indexed")
+
+    def _settled(
+        self, name: NormalizedName, current: FileRecord | None, info: ObjectInfo
+    ) -> Outcome | None:
+        """The outcome when the record of the file name (`current`) leaves nothing to derive."""
+        if current is None:
+            return None
+        if current.key != info.key:
+            # the same file name in two folders of one project: the listed one stays
+            if self.store.find(current.key) is None:
+                return None
+            reason = f"duplicate of {current.key!r}, which the index already lists"
+            log.warning("skipped %r: %s", info.key, reason)
+            self.catalog.converge(name)
+            return Outcome(info.key, "skipped", reason)
+        if current.etag == info.etag and current.sha256:
+            # a repeated event: the record is current, its renderings may not be
+            self.catalog.converge(name)
+            return Outcome(info.key, "unchanged")
+        return None
 
     def _derive(self, name: NormalizedName, dist: Distribution, info: ObjectInfo) -> FileRecord:
         """Hash and inspect the object, and store its core metadata file (or drop a stale one)."""
@@ -228,27 +292,29 @@ class Indexer:
     def reindex(
         self, *, check: bool = False, progress: Callable[[int], None] | None = None
     ) -> Report:
-        """Rebuild (or, with `check`, only compare) every project's derived data.
+        """Rebuild every project's derived data, or with `check` only plan it: the report of
+        what the plans found, and nothing written.
 
-        Memory stays bounded: projects are processed a few at a time, each from its own
-        listing, and no file's bytes are held beyond the one being hashed.
+        Memory stays bounded: projects are planned and applied a few at a time, each from its
+        own listing, and no file's bytes are held beyond the one being hashed.
         """
         report = Report()
         folders = self.catalog.project_folders()
-        names = set(folders) | self._manifest_names()
+        names = set(folders) | self.catalog.manifest_names()
         listed: set[str] = set()
         listed_lock = threading.Lock()
-        metadata = self._metadata_by_project()
+        metadata = self.catalog.metadata_files()
         pending: list[Future[None]] = []
         limit = threading.BoundedSemaphore(self.workers * 2)
 
         def work(name: NormalizedName, metadata_keys: list[str]) -> None:
             try:
-                project_report, has_files = self._reindex_project(
-                    name, folders.get(name, []), metadata_keys, check=check
+                plan = self.plan_project(name, folders.get(name, []), metadata_keys)
+                project_report, served = (
+                    (plan.report(), plan.listed()) if check else self.apply_plan(plan)
                 )
                 report.add(project_report)
-                if has_files:
+                if served:
                     with listed_lock:
                         listed.add(name)
                 if progress is not None:
@@ -267,34 +333,19 @@ class Indexer:
             future.result()
         current, etag = self.catalog.read_project_names()
         report.root_changed = etag is None or current != listed
-        if not check:
-            self.catalog.write_root(listed)
+        if check:
+            return report
+        self.catalog.write_root(listed)
         return report
 
-    def _manifest_names(self) -> set[NormalizedName]:
-        names: set[NormalizedName] = set()
-        prefix = layout.manifest_key(NormalizedName("")).removesuffix(".json")
-        for info in self.store.list(prefix):
-            stem = info.key.removeprefix(prefix).removesuffix(".json")
-            if is_valid_project_name(stem):
-                names.add(normalize_project_name(stem))
-        return names
-
-    def _metadata_by_project(self) -> dict[NormalizedName, list[str]]:
-        """Core metadata files by project (key names only: small even at 100,000 files)."""
-        found: dict[NormalizedName, list[str]] = {}
-        prefix = layout.metadata_prefix(NormalizedName("")).removesuffix("/")
-        for info in self.store.list(prefix):
-            project, _, rest = info.key.removeprefix(prefix).partition("/")
-            if rest and is_valid_project_name(project):
-                found.setdefault(normalize_project_name(project), []).append(info.key)
-        return found
-
     def _listing(
-        self, name: NormalizedName, folders: Iterable[str], current: Manifest, report: Report
+        self,
+        folders: Iterable[str],
+        current: Manifest,
+        skipped: list[tuple[str, str]],
     ) -> tuple[dict[str, tuple[ObjectInfo, Distribution]], dict[str, str]]:
         """The project's distributions in the store, by file name, and the listed records
-        (file name -> key) to drop as conflicts.
+        (file name -> key) to drop as conflicts; keys not indexed go to `skipped`.
 
         One key per distribution identity is served (see `Identity`: the same file name in two
         folders, or `Acme_X-5.0-...` beside `acme_x-5.0-...`): the one the index already
@@ -306,7 +357,7 @@ class Indexer:
             for info in self.store.list(folder + "/"):
                 classified = classify_key(info.key)
                 if isinstance(classified, str):
-                    report.skipped.append((info.key, classified))
+                    skipped.append((info.key, classified))
                     log.warning("skipped %r: %s", info.key, classified)
                     continue
                 found.setdefault(classified[1].identity, []).append((info, classified[1]))
@@ -330,23 +381,19 @@ class Indexer:
                     log.warning("not serving %r: %s", info.key, reason)
                     if listed((info, dist)):
                         demoted[dist.filename] = info.key
-                report.skipped.append((info.key, reason))
+                skipped.append((info.key, reason))
         return chosen, demoted
 
-    def _reindex_project(
-        self,
-        name: NormalizedName,
-        folders: list[str],
-        metadata_keys: list[str],
-        *,
-        check: bool,
-    ) -> tuple[Report, bool]:
-        report = Report(projects=1)
+    def plan_project(
+        self, name: NormalizedName, folders: list[str], metadata_keys: list[str]
+    ) -> ProjectPlan:
+        """What a reindex of the project would do, from its folders' listing, its manifest and
+        its metadata files (`metadata_keys`); reads only (no file's bytes), writes nothing."""
         index, _ = self.catalog.read_project(name)
-        listing, demoted = self._listing(name, folders, index, report)
-        report.files = len(listing)
-        fresh: dict[str, FileRecord] = {}
+        skipped: list[tuple[str, str]] = []
+        listing, demoted = self._listing(folders, index, skipped)
         have_metadata = set(metadata_keys)
+        to_index: dict[str, tuple[ObjectInfo, Distribution]] = {}
         for filename, (info, dist) in listing.items():
             current = index.files.get(filename)
             if (
@@ -361,54 +408,68 @@ class Indexer:
                 )
             ):
                 if current.problem:
-                    report.skipped.append((info.key, current.problem))
+                    skipped.append((info.key, current.problem))
                 continue
-            report.indexed.append(info.key)
-            if not check:
-                try:
-                    fresh[filename] = self._derive(name, dist, info)
-                    if fresh[filename].problem:
-                        report.skipped.append((info.key, str(fresh[filename].problem)))
-                except PreconditionFailed:
-                    # replaced while we hashed it: its own event will index the new bytes
-                    report.indexed.remove(info.key)
-                except NotFound:
-                    report.indexed.remove(info.key)
+            to_index[filename] = (info, dist)
         stale = {
             filename: record.key
             for filename, record in index.files.items()
             if filename not in listing and self.store.find(record.key) is None
         }
-        report.removed += list(stale.values()) + list(demoted.values())
-        if not check and (fresh or stale or demoted):
-            # the root lists are settled once, at the end of the reindex (write_root)
-            change = _reconcile(self.store, fresh, stale, demoted)
-            self.catalog.update_project(name, change, root=False)
-        index, _ = self.catalog.read_project(name)
+        return ProjectPlan(
+            index=index,
+            files=len(listing),
+            to_index=to_index,
+            stale=stale,
+            demoted=demoted,
+            skipped=skipped,
+            metadata_keys=metadata_keys,
+            renderings=self._renderings(index, metadata_keys),
+        )
+
+    def _renderings(self, index: Manifest, metadata_keys: list[str]) -> Renderings:
         wanted = {
-            layout.metadata_key(name, r.filename) for r in index.files.values() if r.metadata_sha256
+            layout.metadata_key(index.name, r.filename)
+            for r in index.files.values()
+            if r.metadata_sha256
         }
         orphans = [key for key in metadata_keys if key not in wanted]
-        report.orphans += orphans
-        if not check:
-            for key in orphans:
-                self.store.delete(key)
-        if self._pages_stale(index):
-            report.stale_pages.append(name)
-            if not check:
-                self.catalog.refresh_pages(name)
-        return report, bool(index.served() or (check and listing))
+        return Renderings(orphans, bool(self.catalog.stale_pages(index)))
 
-    def _pages_stale(self, index: Manifest) -> bool:
-        """Whether the stored pages differ from what `refresh_pages` would write now."""
-        for key, (wanted, _fmt) in rendered_pages(index).items():
-            try:
-                stored: bytes | None = self.store.get(key).data
-            except NotFound:
-                stored = None
-            if stored != wanted:
-                return True
-        return False
+    def apply_plan(self, plan: ProjectPlan) -> tuple[Report, bool]:
+        """Carry out `plan`: index its files, drop its stale records, then bring the metadata
+        files and pages in line. Returns what was done, and whether the project is served.
+
+        The metadata files and pages derive from the records: when the records change, they
+        are planned again from the manifest as written (a file indexed again may have gained
+        or lost its metadata; a dropped record leaves its metadata file orphaned).
+        """
+        name = plan.name
+        report = plan.report()
+        index, renderings = plan.index, plan.renderings
+        if plan.changes_records:
+            fresh: dict[str, FileRecord] = {}
+            for filename, (info, dist) in plan.to_index.items():
+                try:
+                    fresh[filename] = record = self._derive(name, dist, info)
+                except (PreconditionFailed, NotFound):
+                    # replaced (or deleted) while we hashed it: its own event indexes it
+                    report.indexed.remove(info.key)
+                    continue
+                if record.problem:
+                    report.skipped.append((info.key, record.problem))
+            if fresh or plan.stale or plan.demoted:
+                # the root lists are settled once, at the end of the reindex (write_root)
+                change = _reconcile(self.store, fresh, plan.stale, plan.demoted)
+                self.catalog.update_project(name, change, root=False)
+            index, _ = self.catalog.read_project(name)
+            renderings = self._renderings(index, plan.metadata_keys)
+            report.orphans = list(renderings.orphans)
+            report.stale_pages = [name] if renderings.stale_pages else []
+        self.catalog.delete_metadata_files(renderings.orphans)
+        if renderings.stale_pages:
+            self.catalog.refresh_pages(name)
+        return report, bool(index.served())
 
 
 def _reconcile(
@@ -416,7 +477,7 @@ def _reconcile(
     fresh: dict[str, FileRecord],
     stale: dict[str, str],
     demoted: dict[str, str] | None = None,
-) -> Callable[[Manifest], bool]:
+) -> Callable[[Manifest], Change[None]]:
     """A manifest change that applies a reindex without undoing concurrent updates.
 
     `demoted` records (file name -> key) are dropped while a rival still holds their
@@ -427,7 +488,7 @@ def _reconcile(
         info = store.find(key)
         return info.etag if info else None
 
-    def change(project: Manifest) -> bool:
+    def change(project: Manifest) -> Change[None]:
         changed = False
         for filename, record in fresh.items():
             current = project.files.get(filename)
@@ -453,6 +514,6 @@ def _reconcile(
             if any(store.find(r.key) for r in rivals):
                 del project.files[filename]
                 changed = True
-        return changed
+        return Change(None, write=changed)
 
     return change

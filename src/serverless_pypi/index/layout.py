@@ -19,6 +19,8 @@ from __future__ import annotations
 from serverless_pypi.core.names import NormalizedName
 
 __all__ = [
+    "MANIFESTS",
+    "METADATA",
     "RESERVED_PREFIX",
     "ROOT_HTML",
     "ROOT_LIST",
@@ -37,6 +39,7 @@ ROOT_HTML = "index.html"
 ROOT_LIST = RESERVED_PREFIX + "projects.json"
 TOKENS = RESERVED_PREFIX + "tokens.json"
 MANIFESTS = RESERVED_PREFIX + "projects/"
+METADATA = RESERVED_PREFIX + "metadata/"
 
 
 def manifest_key(name: NormalizedName) -> str:
@@ -48,7 +51,7 @@ def page_key(name: NormalizedName, *, json: bool) -> str:
 
 
 def metadata_prefix(name: NormalizedName) -> str:
-    return f"{RESERVED_PREFIX}metadata/{name}/"
+    return f"{METADATA}{name}/"
 
 
 def metadata_key(name: NormalizedName, filename: str) -> str:

@@ -18,13 +18,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Literal
 
+from serverless_pypi.core.errors import FileAlreadyExists, InvalidRequest
 from serverless_pypi.core.metadata import BadDistribution, hash_stream
 from serverless_pypi.core.model import FileRecord, Manifest, format_upload_time
-from serverless_pypi.core.names import InvalidFilename, NormalizedName, check_publishable_filename
+from serverless_pypi.core.names import (
+    Distribution,
+    InvalidFilename,
+    NormalizedName,
+    check_publishable_filename,
+)
 from serverless_pypi.index import layout
-from serverless_pypi.index.catalog import Catalog
+from serverless_pypi.index.catalog import Catalog, Change
 from serverless_pypi.index.indexer import Indexer, classify_key
-from serverless_pypi.index.records import derive_from_file, record_for
+from serverless_pypi.index.records import Derived, derive_from_file, record_for
 from serverless_pypi.storage import NotFound, PreconditionFailed, StoreError
 
 __all__ = ["FileExists", "IncompleteUpload", "PublishError", "PublishResult", "publish"]
@@ -32,11 +38,11 @@ __all__ = ["FileExists", "IncompleteUpload", "PublishError", "PublishResult", "p
 log = logging.getLogger(__name__)
 
 
-class PublishError(ValueError):
+class PublishError(InvalidRequest):
     """The distribution cannot be published; the message says why."""
 
 
-class FileExists(PublishError):
+class FileExists(PublishError, FileAlreadyExists):
     """Other bytes are already published under this file name."""
 
 
@@ -161,6 +167,111 @@ def _twin_exists(filename: str, twin: FileRecord) -> FileExists:
     )
 
 
+def _exists(filename: str) -> FileExists:
+    return FileExists(
+        f"File already exists: {filename!r} is published with other contents. "
+        "A published file never changes; publish a new version instead."
+    )
+
+
+def _check(file: IO[bytes], filename: str) -> tuple[Distribution, Derived]:
+    """The distribution a valid file name names, and the file's derived data (PublishError
+    for an invalid name or file)."""
+    try:
+        dist = check_publishable_filename(filename)  # ASCII, canonical, not a .zip sdist
+        return dist, derive_from_file(file, dist)
+    except (InvalidFilename, BadDistribution) as e:
+        raise PublishError(str(e)) from e
+
+
+def _key_for(catalog: Catalog, name: NormalizedName, filename: str, sha256: str) -> str:
+    """The key the upload goes to, once the checks that need no bytes written passed.
+
+    The project's files never indexed are indexed first and its manifest is created if there
+    is none (see the module's docstring); other bytes under the name, or under another
+    spelling of it, raise FileExists.
+    """
+    target = layout.distribution_key(name, filename)
+    _index_unknown(catalog, name, skip=target)
+    index, manifest_etag = catalog.read_project(name)
+    if manifest_etag is None:
+        catalog.create_project(name)  # before any bytes: see the module's docstring
+    known = index.files.get(filename)
+    if known is not None and known.sha256 not in (None, sha256):
+        raise _exists(filename)
+    key = known.key if known is not None else target
+    if twin := _twin(catalog, index, filename, key):
+        raise _twin_exists(filename, twin)
+    return key
+
+
+def _conflict(catalog: Catalog, name: NormalizedName, filename: str, key: str) -> PublishError:
+    """What other bytes found at `key` mean: published, or an upload not finished."""
+    if _lists(catalog, name, filename, key):
+        return _exists(filename)
+    # PyPI's wording first (twine --skip-existing and uv look for it), then what happened
+    return IncompleteUpload(
+        f"File already exists: the store holds other contents under {filename!r} that the "
+        "index does not list yet: another upload of this name is under way, or a previous "
+        "upload of this name failed partway (or the file was copied into the store and is "
+        "not indexed yet). Upload that same file again to finish it, or have the object "
+        "removed from the store."
+    )
+
+
+def _adding(catalog: Catalog, record: FileRecord) -> Callable[[Manifest], Change[None]]:
+    """The manifest change that lists `record` (FileExists if other bytes got there first)."""
+    filename, key = record.filename, record.key
+
+    def add(project: Manifest) -> Change[None]:
+        if twin := _twin(catalog, project, filename, key):
+            raise _twin_exists(filename, twin)  # published meanwhile under another spelling
+        current = project.files.get(filename)
+        if current is None:
+            project.files[filename] = record
+            return Change(None)
+        if current.sha256 not in (None, record.sha256):
+            raise _exists(filename)
+        if current.sha256 == record.sha256 and current.etag == record.etag:
+            return Change(None, write=False)
+        # the same bytes: keep the upload time and yank state the index already has
+        project.files[filename] = record.with_changes(
+            upload_time=current.upload_time, yanked=current.yanked
+        )
+        return Change(None)
+
+    return add
+
+
+def _list(
+    catalog: Catalog,
+    name: NormalizedName,
+    filename: str,
+    key: str,
+    derived: Derived,
+    *,
+    file: IO[bytes],
+    created: bool,
+) -> None:
+    """Write the core metadata file and the record of the bytes at `key`; when that fails,
+    remove the bytes this upload `created` (see `_withdraw`)."""
+    try:
+        info = catalog.store.head(key)
+        metadata = derived.inspection.metadata
+        if metadata is not None:
+            catalog.write_metadata(name, filename, metadata)
+        record = record_for(info, derived, format_upload_time(datetime.now(UTC)))
+        catalog.update_project(name, _adding(catalog, record))
+    except FileExists:
+        if created:
+            catalog.store.delete(key)
+        raise
+    except StoreError:
+        if created:
+            _withdraw(catalog, name, filename, key, file)
+        raise
+
+
 def publish(catalog: Catalog, file: IO[bytes], filename: str) -> PublishResult:
     """Publish the seekable distribution `file` under `filename`.
 
@@ -170,74 +281,13 @@ def publish(catalog: Catalog, file: IO[bytes], filename: str) -> PublishResult:
     StoreError, the bytes this upload created are removed again unless a record lists them
     (`_withdraw`).
     """
-    try:
-        dist = check_publishable_filename(filename)  # ASCII, canonical, not a .zip sdist
-        derived = derive_from_file(file, dist)
-    except (InvalidFilename, BadDistribution) as e:
-        raise PublishError(str(e)) from e
+    dist, derived = _check(file, filename)
     name = dist.project
-    exists = FileExists(
-        f"File already exists: {filename!r} is published with other contents. "
-        "A published file never changes; publish a new version instead."
+    key = _key_for(catalog, name, filename, derived.sha256)
+    created = _store_bytes(
+        catalog, file, key, derived.sha256, lambda: _conflict(catalog, name, filename, key)
     )
-    target = layout.distribution_key(name, filename)
-    _index_unknown(catalog, name, skip=target)
-    index, manifest_etag = catalog.read_project(name)
-    if manifest_etag is None:
-        catalog.create_project(name)  # before any bytes: see the module's docstring
-    known = index.files.get(filename)
-    if known is not None and known.sha256 not in (None, derived.sha256):
-        raise exists
-    key = known.key if known is not None else target
-    if twin := _twin(catalog, index, filename, key):
-        raise _twin_exists(filename, twin)
-
-    def conflict() -> PublishError:
-        if _lists(catalog, name, filename, key):
-            return exists
-        # PyPI's wording first (twine --skip-existing and uv look for it), then what happened
-        return IncompleteUpload(
-            f"File already exists: the store holds other contents under {filename!r} that the "
-            "index does not list yet: another upload of this name is under way, or a previous "
-            "upload of this name failed partway (or the file was copied into the store and is "
-            "not indexed yet). Upload that same file again to finish it, or have the object "
-            "removed from the store."
-        )
-
-    created = _store_bytes(catalog, file, key, derived.sha256, conflict)
-
-    def add(project: Manifest) -> bool:
-        if twin := _twin(catalog, project, filename, key):
-            raise _twin_exists(filename, twin)  # published meanwhile under another spelling
-        current = project.files.get(filename)
-        if current is None:
-            project.files[filename] = record
-            return True
-        if current.sha256 not in (None, record.sha256):
-            raise exists
-        if current.sha256 == record.sha256 and current.etag == record.etag:
-            return False
-        # the same bytes: keep the upload time and yank state the index already has
-        project.files[filename] = record.with_changes(
-            upload_time=current.upload_time, yanked=current.yanked
-        )
-        return True
-
-    try:
-        info = catalog.store.head(key)
-        metadata = derived.inspection.metadata
-        if metadata is not None:
-            catalog.write_metadata(name, filename, metadata)
-        record = record_for(info, derived, format_upload_time(datetime.now(UTC)))
-        catalog.update_project(name, add)
-    except FileExists:
-        if created:
-            catalog.store.delete(key)
-        raise
-    except StoreError:
-        if created:
-            _withdraw(catalog, name, filename, key, file)
-        raise
+    _list(catalog, name, filename, key, derived, file=file, created=created)
     if not created and catalog.store.find(key) is None:
         # the upload that created the object failed and withdrew it after our record: ours
         # are the same bytes, so they go back in place

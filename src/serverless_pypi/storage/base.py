@@ -18,11 +18,13 @@ __all__ = [
     "AccessDenied",
     "Blob",
     "BucketNotFound",
+    "LocalFile",
     "NoCredentials",
     "NotFound",
     "NotModified",
     "ObjectInfo",
     "PreconditionFailed",
+    "Redirect",
     "Store",
     "StoreError",
     "StoreUnavailable",
@@ -96,6 +98,22 @@ class Blob:
     last_modified: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """Served elsewhere: the client fetches `url` (a presigned store URL, another index)."""
+
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """Served from this machine: the file at `path`, of `size` bytes with `etag`, now."""
+
+    path: Path
+    size: int
+    etag: str
+
+
 class Store(ABC):
     """Objects under string keys with `/` separators, and conditional writes.
 
@@ -160,10 +178,12 @@ class Store(ABC):
         except NotFound:
             return None
 
-    def presign(self, key: str, method: str, expires: int) -> str | None:
-        """A URL that serves the object without the index, or None if the store has none."""
-        return None
+    @abstractmethod
+    def deliver(self, key: str, method: str, expires: int) -> Redirect | LocalFile:
+        """How the object is served to a client without passing through the index.
 
-    def local_path(self, key: str) -> Path | None:
-        """The file holding the object, for stores on the local file system."""
-        return None
+        A store with URLs of its own (S3) answers a Redirect to a URL valid for `expires`
+        seconds that answers `method` (GET or HEAD); it does not look the key up. A store on
+        the local file system answers the LocalFile with its size and etag now, or raises
+        NotFound.
+        """

@@ -21,6 +21,7 @@ from typing import IO, BinaryIO
 from serverless_pypi.storage.base import (
     AccessDenied,
     Blob,
+    LocalFile,
     NotFound,
     NotModified,
     ObjectInfo,
@@ -128,8 +129,10 @@ class LocalStore(Store):
                 raise PreconditionFailed(key)
             yield handle
 
-    def local_path(self, key: str) -> Path | None:
-        return self._stat(key)[0]
+    def deliver(self, key: str, method: str, expires: int) -> LocalFile:
+        # one stat (a head): the size and etag of the bytes there now, as the response sends
+        info = self.head(key)
+        return LocalFile(self._path(key), info.size, info.etag)
 
     # -- writes -------------------------------------------------------------------------
     def put(

@@ -35,6 +35,7 @@ from serverless_pypi.storage.base import (
     NotModified,
     ObjectInfo,
     PreconditionFailed,
+    Redirect,
     Store,
     StoreError,
     StoreUnreachable,
@@ -97,39 +98,44 @@ _UNREACHABLE = (
 _NO_CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)
 
 
+def _translate_client_error(error: ClientError, key: str, bucket: str, where: str) -> StoreError:
+    """What an answer of S3 (a code and an HTTP status) means for the store."""
+    code, status = _code(error), _status(error)
+    if code == "NoSuchBucket":
+        # a missing bucket is a misconfiguration, never an empty store
+        return BucketNotFound(
+            f"the bucket {bucket!r} does not exist (check S3_BUCKET / --store and the region)",
+            where,
+            str(error),
+        )
+    if code in _CREDENTIALS_REFUSED:
+        return NoCredentials(
+            f"S3 refused the credentials: {_CREDENTIALS_REFUSED[code]}", where, str(error)
+        )
+    if code in {"AccessDenied", "AllAccessDisabled", "403"} or status == "403":
+        return AccessDenied(
+            "access denied: the credentials in use may not use this bucket "
+            "(check the role's or user's policy and the bucket policy)",
+            where,
+            f"on {key!r}: {error}",
+        )
+    if code in _NOT_FOUND or status == "404":
+        return NotFound(key)
+    if code in {"304", "NotModified"} or status == "304":
+        return NotModified(key)
+    if code in _CONFLICT or status in {"412", "409"}:
+        return PreconditionFailed(key)
+    if code in _THROTTLED or status in {"500", "503"}:
+        return StoreUnreachable(
+            f"S3 is busy or failing ({code or status})", where, f"on {key!r}: {error}"
+        )
+    return StoreError(f"S3 refused {key!r}: {code or status} {error}")
+
+
 def _translate(error: Exception, key: str, bucket: str = "") -> StoreError:
     where = f"s3://{bucket}" if bucket else "S3"
     if isinstance(error, ClientError):
-        code, status = _code(error), _status(error)
-        if code == "NoSuchBucket":
-            # a missing bucket is a misconfiguration, never an empty store
-            return BucketNotFound(
-                f"the bucket {bucket!r} does not exist (check S3_BUCKET / --store and the region)",
-                where,
-                str(error),
-            )
-        if code in _CREDENTIALS_REFUSED:
-            return NoCredentials(
-                f"S3 refused the credentials: {_CREDENTIALS_REFUSED[code]}", where, str(error)
-            )
-        if code in {"AccessDenied", "AllAccessDisabled", "403"} or status == "403":
-            return AccessDenied(
-                "access denied: the credentials in use may not use this bucket "
-                "(check the role's or user's policy and the bucket policy)",
-                where,
-                f"on {key!r}: {error}",
-            )
-        if code in _NOT_FOUND or status == "404":
-            return NotFound(key)
-        if code in {"304", "NotModified"} or status == "304":
-            return NotModified(key)
-        if code in _CONFLICT or status in {"412", "409"}:
-            return PreconditionFailed(key)
-        if code in _THROTTLED or status in {"500", "503"}:
-            return StoreUnreachable(
-                f"S3 is busy or failing ({code or status})", where, f"on {key!r}: {error}"
-            )
-        return StoreError(f"S3 refused {key!r}: {code or status} {error}")
+        return _translate_client_error(error, key, bucket, where)
     if isinstance(error, _NO_CREDENTIALS):
         return NoCredentials(
             "no AWS credentials were found (set AWS_PROFILE, AWS_ACCESS_KEY_ID / "
@@ -264,7 +270,12 @@ class S3Store(Store):
             for item in page.get("CommonPrefixes", []):
                 yield item["Prefix"][skip:].rstrip("/")
 
-    def presign(self, key: str, method: str, expires: int) -> str | None:
+    def deliver(self, key: str, method: str, expires: int) -> Redirect:
+        # signed locally: no request, and no look-up (the caller knows the key exists)
+        return Redirect(self.presign(key, method, expires))
+
+    def presign(self, key: str, method: str, expires: int) -> str:
+        """A SigV4 URL that answers `method` (GET or HEAD) on the object for `expires` seconds."""
         operation = "head_object" if method == "HEAD" else "get_object"
         url: str = self.client.generate_presigned_url(
             operation, Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires

@@ -10,10 +10,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from serverless_pypi.storage.base import NotFound, PreconditionFailed, Store, StoreError
 
-__all__ = ["MAX_ATTEMPTS", "Contention", "compare_and_swap"]
+__all__ = ["MAX_ATTEMPTS", "Contention", "compare_and_swap", "swap"]
+
+T = TypeVar("T")
 
 MAX_ATTEMPTS = 60
 
@@ -27,18 +30,19 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(0.5, 0.005 * 2 ** min(attempt, 7)) * random.uniform(0.5, 1.0))  # noqa: S311
 
 
-def compare_and_swap(
+def swap(
     store: Store,
     key: str,
-    change: Callable[[bytes | None], bytes | None],
+    change: Callable[[bytes | None], tuple[bytes | None, T]],
     *,
     content_type: str = "application/json",
-) -> bool:
-    """Replace the object at `key` by `change(current bytes or None)`, atomically.
+) -> tuple[T, bool]:
+    """Replace the object at `key` by what `change(current bytes or None)` computes, atomically.
 
-    `change` returns the new bytes, or None to leave the object as it is. It may run several
-    times (once per attempt), so it must depend only on its argument and on reads of the
-    store. Returns whether anything was written.
+    `change` returns the new bytes (None: leave the object as it is) and a result for the
+    caller. It may run several times (once per attempt), so it must depend only on its
+    argument and on reads of the store. Returns the result of the attempt that settled, and
+    whether it wrote anything.
     """
     for attempt in range(MAX_ATTEMPTS):
         try:
@@ -46,9 +50,9 @@ def compare_and_swap(
             current, etag = blob.data, blob.etag
         except NotFound:
             current, etag = None, None
-        new = change(current)
+        new, result = change(current)
         if new is None:
-            return False
+            return result, False
         try:
             if etag is None:
                 store.put(key, new, content_type=content_type, if_none_match=True)
@@ -57,5 +61,16 @@ def compare_and_swap(
         except PreconditionFailed:
             _backoff(attempt)
             continue
-        return True
+        return result, True
     raise Contention(f"{key!r} kept changing: gave up after {MAX_ATTEMPTS} attempts")
+
+
+def compare_and_swap(
+    store: Store,
+    key: str,
+    change: Callable[[bytes | None], bytes | None],
+    *,
+    content_type: str = "application/json",
+) -> bool:
+    """`swap` for a change without a result: returns whether anything was written."""
+    return swap(store, key, lambda data: (change(data), None), content_type=content_type)[1]

@@ -27,7 +27,8 @@ import multipart
 from packaging.version import InvalidVersion, Version
 
 from serverless_pypi.core.config import Settings
-from serverless_pypi.core.http import Request, Response, error, text_response
+from serverless_pypi.core.errors import InvalidRequest, LengthRequired, TooLarge
+from serverless_pypi.core.http import Request, Response, text_response
 from serverless_pypi.core.metadata import MAX_METADATA_SIZE
 from serverless_pypi.core.names import (
     Distribution,
@@ -41,7 +42,7 @@ from serverless_pypi.index.catalog import Catalog
 from serverless_pypi.index.publish import FileExists, PublishError, publish
 from serverless_pypi.index.records import spooled
 
-__all__ = ["MAX_FORM_TEXT", "UploadError", "UploadForm", "UploadHandler", "parse_form"]
+__all__ = ["MAX_FORM_TEXT", "UploadForm", "UploadHandler", "parse_form"]
 
 #: all text fields of one form together (a long description is the largest)
 MAX_FORM_TEXT = MAX_METADATA_SIZE
@@ -67,21 +68,9 @@ _KEPT = frozenset(
 _FILETYPES = {"wheel": "bdist_wheel", "sdist": "sdist"}
 _DIGESTS = ("sha256_digest", "blake2_256_digest", "md5_digest")
 
-#: checks the request's credentials for a project (None: any project); None means allowed
-Authorize = Callable[[Request, NormalizedName | None], Response | None]
-
-
-class UploadError(Exception):
-    """An upload refused with a status and a message for the person uploading."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _bad(message: str) -> UploadError:
-    return UploadError(400, message)
+#: checks the request's credentials for a project (None: any project): returns when the
+#: request may upload, raises Forbidden when it may not
+Authorize = Callable[[Request, NormalizedName | None], None]
 
 
 @dataclass
@@ -101,19 +90,19 @@ class UploadForm:
 
 def _boundary(content_type: str | None) -> str:
     if not content_type:
-        raise _bad(
+        raise InvalidRequest(
             "An upload is a multipart/form-data POST (the upload API of twine and uv publish); "
             "this request has no Content-Type."
         )
     kind, options = multipart.parse_options_header(content_type)
     if kind != "multipart/form-data":
-        raise _bad(
+        raise InvalidRequest(
             f"An upload is a multipart/form-data POST (the upload API of twine and uv publish), "
             f"not {kind!r}."
         )
     boundary = options.get("boundary")
     if not boundary or len(boundary) > 200:
-        raise _bad("The multipart/form-data Content-Type has no usable boundary.")
+        raise InvalidRequest("The multipart/form-data Content-Type has no usable boundary.")
     return str(boundary)
 
 
@@ -133,12 +122,12 @@ class _FormReader:
     def start(self, segment: Any) -> None:
         name = segment.name or ""
         if segment.disposition != "form-data":
-            raise _bad("Every part of the upload form must be form-data.")
+            raise InvalidRequest("Every part of the upload form must be form-data.")
         if name == "content":
             if self.form.content is not None:
-                raise _bad("The form carries more than one file ('content').")
+                raise InvalidRequest("The form carries more than one file ('content').")
             if not segment.filename:
-                raise _bad("The 'content' part of the form has no file name.")
+                raise InvalidRequest("The 'content' part of the form has no file name.")
             self.form.filename = segment.filename
             self.form.content = spooled(UPLOAD_IN_MEMORY)  # closed by form.close()
             self.hashers = {
@@ -147,7 +136,7 @@ class _FormReader:
                 "md5_digest": hashlib.md5(usedforsecurity=False),
             }
         elif name in _KEPT and name in self.form.fields:
-            raise _bad(f"The form carries the field {name!r} more than once.")
+            raise InvalidRequest(f"The form carries the field {name!r} more than once.")
         self.current = name
         self.buffer.clear()
 
@@ -156,8 +145,7 @@ class _FormReader:
         if self.current == "content":
             form.size += len(chunk)
             if form.size > self.max_file_size:
-                raise UploadError(
-                    413,
+                raise TooLarge(
                     f"The file is larger than this index accepts "
                     f"({self.max_file_size} bytes, MAX_UPLOAD_SIZE).{self.too_large_hint}",
                 )
@@ -167,7 +155,7 @@ class _FormReader:
             return
         self.text_size += len(chunk)
         if self.text_size > self.max_text:
-            raise _bad(
+            raise InvalidRequest(
                 f"The form's text fields are larger than {self.max_text} bytes "
                 f"(the field {self.current!r} went over)."
             )
@@ -179,7 +167,7 @@ class _FormReader:
             try:
                 self.form.fields[self.current] = self.buffer.decode("utf-8").strip()
             except UnicodeDecodeError:
-                raise _bad(f"The form field {self.current!r} is not UTF-8.") from None
+                raise InvalidRequest(f"The form field {self.current!r} is not UTF-8.") from None
         self.current = None
         self.buffer.clear()
 
@@ -187,7 +175,7 @@ class _FormReader:
 def _chunks(body: bytes | IO[bytes], length: int) -> Iterator[bytes]:
     """The body in pieces of at most `_CHUNK` bytes, then b"" (the end of the input).
 
-    A stream is read up to `length` bytes, and no further (UploadError 400 if it ends early).
+    A stream is read up to `length` bytes, and no further (InvalidRequest if it ends early).
     """
     if isinstance(body, bytes | bytearray | memoryview):
         view = memoryview(body)
@@ -197,7 +185,7 @@ def _chunks(body: bytes | IO[bytes], length: int) -> Iterator[bytes]:
         while remaining > 0:
             chunk = body.read(min(_CHUNK, remaining))
             if not chunk:
-                raise _bad(
+                raise InvalidRequest(
                     f"The request body ends {remaining} bytes before its Content-Length: "
                     "it was cut short."
                 )
@@ -220,7 +208,7 @@ def parse_form(
     `body` is the whole body, or a stream of `content_length` bytes, read in pieces: the form
     holds at most `UPLOAD_IN_MEMORY` bytes of the file in memory, the rest is on disk.
 
-    Raises UploadError: 400 for a malformed or incomplete form, 413 for a file over
+    Raises InvalidRequest for a malformed or incomplete form, TooLarge for a file over
     `max_file_size` bytes.
     """
     boundary = _boundary(content_type)
@@ -232,25 +220,13 @@ def parse_form(
         length = content_length
     reader = _FormReader(max_file_size, max_text, too_large_hint)
     try:
-        parser = multipart.PushMultipartParser(
-            boundary, content_length=length, max_segment_count=MAX_FORM_PARTS
-        )
-        for chunk in _chunks(body, length):  # the last, empty chunk ends the input
-            for event in parser.parse(chunk):
-                if isinstance(event, multipart.MultipartSegment):
-                    reader.start(event)
-                elif event is None:  # the end of a part
-                    reader.end()
-                else:
-                    reader.data(event)
-        if not parser.closed:
-            raise _bad("The multipart/form-data body ends early: it was cut short.")
+        _feed(reader, _chunks(body, length), boundary, length)
     except multipart.ParserLimitReached as e:
         reader.form.close()
-        raise _bad(f"The upload form goes over a limit: {e}.") from None
+        raise InvalidRequest(f"The upload form goes over a limit: {e}.") from None
     except multipart.MultipartError as e:
         reader.form.close()
-        raise _bad(f"The upload form is not valid multipart/form-data: {e}.") from None
+        raise InvalidRequest(f"The upload form is not valid multipart/form-data: {e}.") from None
     except BaseException:
         reader.form.close()
         raise
@@ -258,80 +234,126 @@ def parse_form(
     return reader.form
 
 
+def _feed(reader: _FormReader, chunks: Iterator[bytes], boundary: str, length: int) -> None:
+    """Run the parser over the body's chunks (the last, empty one ends the input)."""
+    parser = multipart.PushMultipartParser(
+        boundary, content_length=length, max_segment_count=MAX_FORM_PARTS
+    )
+    for chunk in chunks:
+        for event in parser.parse(chunk):
+            if isinstance(event, multipart.MultipartSegment):
+                reader.start(event)
+            elif event is None:  # the end of a part
+                reader.end()
+            else:
+                reader.data(event)
+    if not parser.closed:
+        raise InvalidRequest("The multipart/form-data body ends early: it was cut short.")
+
+
 def _validate(form: UploadForm) -> Distribution:
-    """Check the form against the file name (raises UploadError 400)."""
-    fields = form.fields
+    """Check the form against the file name (raises InvalidRequest)."""
+    _check_action(form.fields)
+    dist = _distribution(form)
+    _check_name_and_version(form, dist)
+    _check_filetype_and_digests(form, dist)
+    return dist
+
+
+def _check_action(fields: dict[str, str]) -> None:
     action = fields.get(":action")
     if action is None:
-        raise _bad(
+        raise InvalidRequest(
             "The form has no ':action' field: this is the legacy upload API "
             "(twine upload, uv publish), which sends ':action=file_upload'."
         )
     if action != "file_upload":
-        raise _bad(f"Unsupported ':action' {action!r}: this index only takes 'file_upload'.")
+        raise InvalidRequest(
+            f"Unsupported ':action' {action!r}: this index only takes 'file_upload'."
+        )
     # PyPI: a missing protocol_version counts as "1"
     if fields.get("protocol_version", "1") != "1":
-        raise _bad(f"Unknown protocol_version {fields['protocol_version']!r}: only '1' exists.")
+        raise InvalidRequest(
+            f"Unknown protocol_version {fields['protocol_version']!r}: only '1' exists."
+        )
+
+
+def _distribution(form: UploadForm) -> Distribution:
+    """The distribution the form's file is, by its name."""
     if form.content is None or form.filename is None:
-        raise _bad("The upload has no file: the form needs a 'content' part with a file name.")
+        raise InvalidRequest(
+            "The upload has no file: the form needs a 'content' part with a file name."
+        )
     if form.size == 0:
-        raise _bad(f"The file {form.filename!r} is empty.")
+        raise InvalidRequest(f"The file {form.filename!r} is empty.")
     try:
-        dist = parse_distribution_filename(form.filename)
+        return parse_distribution_filename(form.filename)
     except InvalidFilename as e:
-        raise _bad(f"Invalid file name: {e}.") from None
+        raise InvalidRequest(f"Invalid file name: {e}.") from None
+
+
+def _check_name_and_version(form: UploadForm, dist: Distribution) -> None:
+    fields = form.fields
     for required in ("name", "version"):
         if not fields.get(required):
-            raise _bad(f"The form has no {required!r} field (the project's {required}).")
+            raise InvalidRequest(f"The form has no {required!r} field (the project's {required}).")
     try:
         name = normalize_project_name(fields["name"])
     except InvalidProjectName as e:
-        raise _bad(f"Invalid project name in the form: {e}.") from None
+        raise InvalidRequest(f"Invalid project name in the form: {e}.") from None
     if name != dist.project:
-        raise _bad(
+        raise InvalidRequest(
             f"The form's name {fields['name']!r} does not match the file name "
             f"{form.filename!r} (project {dist.project!r})."
         )
     try:
         version = Version(fields["version"])
     except InvalidVersion:
-        raise _bad(f"Invalid version {fields['version']!r} in the form (PEP 440).") from None
+        raise InvalidRequest(
+            f"Invalid version {fields['version']!r} in the form (PEP 440)."
+        ) from None
     if version != dist.version:
-        raise _bad(
+        raise InvalidRequest(
             f"The form's version {fields['version']!r} does not match the file name "
             f"{form.filename!r} (version {dist.version})."
         )
-    filetype = fields.get("filetype")
+
+
+def _check_filetype_and_digests(form: UploadForm, dist: Distribution) -> None:
+    filetype = form.fields.get("filetype")
     if filetype and filetype != _FILETYPES[dist.kind]:
-        raise _bad(
+        raise InvalidRequest(
             f"The form's filetype {filetype!r} does not match {form.filename!r} "
             f"(a {dist.kind}: {_FILETYPES[dist.kind]!r})."
         )
     for digest in _DIGESTS:
-        sent = fields.get(digest)
+        sent = form.fields.get(digest)
         if sent and not hmac.compare_digest(sent.lower(), form.digests[digest]):
-            raise _bad(
+            raise InvalidRequest(
                 f"The {digest} sent ({sent}) does not match the file received "
                 f"({form.digests[digest]}): the upload was damaged on the way."
             )
-    return dist
 
 
 def _content_length(request: Request) -> int | None:
-    """The declared length of a streamed body (raises UploadError 400 or 411)."""
+    """The declared length of a streamed body (raises InvalidRequest or LengthRequired)."""
     if request.stream is None:
         return None
     raw = request.headers.get("content-length")
     if raw is None:
-        raise UploadError(411, "An upload needs a Content-Length header.")
+        raise LengthRequired("An upload needs a Content-Length header.")
     # RFC 9110 section 8.6: Content-Length = 1*DIGIT
     if not raw.strip().isdigit() or not raw.strip().isascii():
-        raise _bad(f"The Content-Length {raw[:40]!r} is not a number.")
+        raise InvalidRequest(f"The Content-Length {raw[:40]!r} is not a number.")
     return int(raw)
 
 
 class UploadHandler:
-    """The application's upload hook: authenticate, parse, validate, publish."""
+    """The application's upload hook: authenticate, parse, validate, publish.
+
+    Refusals are raised (Forbidden, InvalidRequest, FileAlreadyExists, TooLarge, ...) and
+    answered by the application through its error table.
+    """
 
     def __init__(
         self,
@@ -349,38 +371,30 @@ class UploadHandler:
 
     def __call__(self, request: Request) -> Response:
         # credentials first, as PyPI: a stranger learns nothing about the form or the index
-        refusal = self.authorize(request, None)
-        if refusal is not None:
-            return refusal
-        try:
-            form = parse_form(
-                request.body if request.stream is None else request.stream,
-                request.headers.get("content-type"),
-                self.max_file_size,
-                too_large_hint=self.too_large_hint,
-                content_length=_content_length(request),
-            )
-        except UploadError as e:
-            return error(e.status, e.message)
+        self.authorize(request, None)
+        form = parse_form(
+            request.body if request.stream is None else request.stream,
+            request.headers.get("content-type"),
+            self.max_file_size,
+            too_large_hint=self.too_large_hint,
+            content_length=_content_length(request),
+        )
         try:
             return self._publish(request, form)
-        except UploadError as e:
-            return error(e.status, e.message)
         finally:
             form.close()
 
     def _publish(self, request: Request, form: UploadForm) -> Response:
         dist = _validate(form)
-        refusal = self.authorize(request, dist.project)
-        if refusal is not None:
-            return refusal
+        self.authorize(request, dist.project)
         try:
             result = publish(self.catalog, form.content, dist.filename)
-        except FileExists as e:
-            # twine --skip-existing and uv look for "File already exists" in a 400
-            raise _bad(str(e)) from None
+        except FileExists:
+            # a FileAlreadyExists: twine --skip-existing and uv look for "File already exists"
+            # in a 400, so its message is passed on as it is
+            raise
         except PublishError as e:
-            raise _bad(f"The file cannot be published: {e}.") from None
+            raise InvalidRequest(f"The file cannot be published: {e.message}.") from None
         if result.status == "exists":
             message = f"OK: {result.filename} is already published with the same contents."
         else:

@@ -1,0 +1,98 @@
+"""The composition root: the one place the application is assembled, for every front.
+
+The repository stack, read top to bottom (each layer wraps the one below it, and a
+deployment without a feature simply has one layer fewer):
+
+    FallbackRepository   unknown, non-private projects redirected (FALLBACK_INDEX_URL)
+      StoreRepository    the index's own store: precomputed pages, manifests, metadata
+
+Around it, the application: the access check on reads (REQUIRE_AUTH_FOR_READ) and the upload
+handler. Both are built at their first use, so an open index answers reads without importing
+tokens, the upload stack (multipart) or packaging: the Lambda cold start stays small.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import TYPE_CHECKING
+
+from serverless_pypi.core.config import Settings
+from serverless_pypi.core.http import Request, Response
+from serverless_pypi.repository.base import Repository
+from serverless_pypi.repository.fallback import FallbackRepository
+from serverless_pypi.repository.store import StoreRepository
+from serverless_pypi.storage.base import Store
+from serverless_pypi.web.app import Application
+
+if TYPE_CHECKING:
+    from serverless_pypi.auth.access import AccessControl
+    from serverless_pypi.web.upload import UploadHandler
+
+__all__ = ["build_application", "build_repository"]
+
+
+def build_repository(store: Store, settings: Settings | None = None) -> Repository:
+    """The repository stack the settings ask for, over `store`."""
+    settings = settings or Settings()
+    repository: Repository = StoreRepository(store, url_ttl=settings.presigned_url_ttl)
+    if settings.fallback_index_url:
+        repository = FallbackRepository(
+            repository, settings.fallback_index_url, settings.private_projects
+        )
+    return repository
+
+
+def build_application(
+    store: Store,
+    settings: Settings | None = None,
+    *,
+    uploads: bool = True,
+    max_inline_body: int | None = None,
+    max_upload_size: int | None = None,
+    too_large_hint: str = "",
+) -> Application:
+    """The application over `store`, as every front serves it.
+
+    The front's own limits are parameters: `max_inline_body` (the largest body it carries:
+    larger pages are redirected to the store), `max_upload_size` (the largest upload it can
+    carry, below MAX_UPLOAD_SIZE) and `too_large_hint` (what to do instead, appended to the
+    413). `uploads=False` serves reads only.
+    """
+    settings = settings or Settings()
+    if max_inline_body is not None:
+        settings = dataclasses.replace(settings, max_inline_body=max_inline_body)
+    upload_limit = min(settings.max_upload_size, max_upload_size or settings.max_upload_size)
+
+    @functools.cache
+    def access() -> AccessControl:
+        # tokens are needed by uploads and by a locked index only: an open index reads
+        # without importing them
+        from serverless_pypi.auth.access import AccessControl
+        from serverless_pypi.auth.tokens import TokenCache
+
+        return AccessControl(TokenCache(store), settings)
+
+    @functools.cache
+    def uploader() -> UploadHandler:
+        # built at the first upload: reads, the common case, never import the upload stack
+        from serverless_pypi.index.catalog import Catalog
+        from serverless_pypi.web.upload import UploadHandler
+
+        return UploadHandler(
+            Catalog(store),
+            settings,
+            access().check_upload,
+            max_file_size=upload_limit,
+            too_large_hint=too_large_hint,
+        )
+
+    def upload(request: Request) -> Response:
+        return uploader()(request)
+
+    return Application(
+        build_repository(store, settings),
+        settings,
+        upload=upload if uploads else None,
+        access=access() if settings.require_auth_for_read else None,
+    )

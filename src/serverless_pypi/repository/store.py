@@ -1,0 +1,126 @@
+"""The repository of the index's own store: precomputed pages, manifests, metadata files.
+
+Reads go through `serverless_pypi.index.reader`, the only reader of the layout. A page of an
+indexed project is one store read of its precomputed rendering; a project with a manifest but
+no pages (a writer failed in between) is rendered from the manifest; a project never indexed
+(a store filled by copying files) is listed live from its folders.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from serverless_pypi.core.errors import NoSuchFile, NoSuchProject
+from serverless_pypi.core.http import IfNoneMatch
+from serverless_pypi.core.model import Manifest
+from serverless_pypi.core.names import InvalidFilename, NormalizedName, parse_distribution_filename
+from serverless_pypi.index.reader import IndexReader
+from serverless_pypi.repository.base import (
+    CoreMetadata,
+    Download,
+    PageUnchanged,
+    ProjectList,
+    ProjectPage,
+    Redirect,
+    Repository,
+    StoredPage,
+)
+from serverless_pypi.storage.base import NotFound, NotModified, Store
+
+__all__ = ["StoreRepository"]
+
+
+class StoreRepository(Repository):
+    """What the store holds, served as the index: `url_ttl` is the lifetime of the store's
+    download URLs (presigned S3 URLs), seconds."""
+
+    def __init__(self, store: Store, *, url_ttl: int = 900) -> None:
+        self.reader = IndexReader(store)
+        self.url_ttl = url_ttl
+        self.location = store.location
+
+    def project_list(self) -> ProjectList:
+        """The index's project list (`projects.json`), else the live project folders.
+
+        The store's `index.html` is never served: one left by the reference module links
+        un-normalized folders (`My_Pkg`, `my.pkg`) where the JSON list names `my-pkg`.
+        """
+        names = self.reader.project_names()
+        if names is None:
+            names = set(self.reader.project_folders())
+        return ProjectList(frozenset(names))
+
+    def project_page(
+        self, name: NormalizedName, *, json: bool, if_none_match: IfNoneMatch | None
+    ) -> ProjectPage:
+        # only one bounded, well-formed ASCII tag is passed on for the store to compare (S3
+        # answers 400 to an oversized or odd one); a list or `*` is compared by the web layer
+        store_etag = if_none_match.single_tag() if if_none_match is not None else None
+        try:
+            blob = self.reader.page(name, json=json, if_none_match=store_etag)
+        except NotModified:
+            return PageUnchanged(store_etag or '""')
+        if blob is not None:
+            return StoredPage(blob.data, blob.etag, partial(self._page_redirect, name, json))
+        index = self._manifest(name)
+        if index is None:
+            raise NoSuchProject(f"No project named {name!r} on this index.")
+        # a manifest that serves nothing is still this index's project: the web layer says
+        # so, and no wrapper sends it elsewhere
+        return index
+
+    def _page_redirect(self, name: NormalizedName, json: bool, method: str) -> Redirect | None:
+        try:
+            served = self.reader.deliver_page(name, json=json, method=method, expires=self.url_ttl)
+        except NotFound:
+            return None
+        return served if isinstance(served, Redirect) else None
+
+    def _manifest(self, name: NormalizedName) -> Manifest | None:
+        """The project's files when it has no precomputed page: its manifest, else a listing.
+
+        A project with a manifest is served from it alone, even when it lists nothing: a
+        publisher writes the manifest before any bytes, so a file is never listed before its
+        record (or after the indexer refused it). Only a project never indexed at all is
+        listed live.
+        """
+        index = self.reader.manifest(name)
+        return index if index is not None else self.reader.live_manifest(name)
+
+    def locate(self, name: NormalizedName, filename: str, method: str) -> Download:
+        """Where a served distribution of the project lives, as the store serves it.
+
+        Only a wheel or sdist of this project is ever served (never `credentials.json` or
+        other objects in its folders). For a project with a manifest: its record, unless the
+        indexer refused the file (one conditional GET of the manifest, no HEAD of the file).
+        For a project never indexed: its own folder (one HEAD), else its un-normalized ones.
+        """
+        missing = NoSuchFile(f"No file {filename!r} in project {name!r}.")
+        try:
+            dist = parse_distribution_filename(filename)
+        except InvalidFilename:
+            raise missing from None
+        if dist.project != name:
+            raise missing
+        index = self.reader.manifest(name)
+        if index is not None:
+            record = index.files.get(filename)
+            if record is None or record.problem is not None:
+                raise missing
+            key = record.key
+        else:
+            info = self.reader.unindexed_file(name, filename)
+            if info is None:
+                raise missing
+            key = info.key
+        try:
+            # a redirect (S3), or the file as it is now: its size and etag (a directory)
+            return self.reader.deliver(key, method, self.url_ttl)
+        except NotFound:
+            raise missing from None
+
+    def metadata(self, name: NormalizedName, filename: str) -> CoreMetadata:
+        blob = self.reader.metadata(name, filename)
+        if blob is None:
+            raise NoSuchFile(f"No core metadata for {filename!r} in project {name!r}.")
+        return CoreMetadata(blob.data, blob.etag)

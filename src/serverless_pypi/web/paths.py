@@ -1,0 +1,62 @@
+"""Request paths: where the index lives in a URL, and the segments of a route below it."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+from serverless_pypi.core.errors import InvalidRequest, NoSuchPath, PathTooLong
+from serverless_pypi.core.http import Response, redirect
+
+__all__ = ["MAX_PATH_LENGTH", "UPLOAD_PATHS", "index_route", "is_upload_route", "split_path"]
+
+MAX_PATH_LENGTH = 1024
+#: uploads are accepted at the index root and, as on PyPI, at "legacy/"
+UPLOAD_PATHS = ([""], ["legacy", ""], ["legacy"])
+_ENCODED_SEPARATOR = re.compile(r"%(2f|5c)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def split_path(raw: str) -> list[str]:
+    """Decode a raw request path into segments, refusing anything that could escape a folder."""
+    if len(raw) > MAX_PATH_LENGTH:
+        raise PathTooLong(f"The path is longer than {MAX_PATH_LENGTH} characters.")
+    if _ENCODED_SEPARATOR.search(raw):
+        raise InvalidRequest("Percent-encoded slashes are not allowed in paths.")
+    try:
+        segments = [unquote(s, errors="strict") for s in raw.split("/")]
+    except UnicodeDecodeError:
+        raise InvalidRequest("The path is not valid UTF-8.") from None
+    for segment in segments:
+        if segment in {".", ".."}:
+            raise InvalidRequest("Paths may not contain '.' or '..' segments.")
+        if _CONTROL.search(segment) or "\\" in segment:
+            raise InvalidRequest("Paths may not contain control characters or backslashes.")
+    return segments
+
+
+def index_route(path: str) -> str | Response:
+    """Map a full URL path on the local server, a function URL or an HTTP API to a route.
+
+    The index lives at `/simple/`; uploads are also accepted at `/` and `/legacy/`.
+    Returns the route below the index root, or the redirect for `/simple`; raises NoSuchPath
+    for paths outside the index.
+    """
+    if path.startswith("/simple/"):
+        return path.removeprefix("/simple/")
+    if path == "/simple":
+        return redirect(301, "simple/", "max-age=3600")
+    if path in {"", "/"}:
+        return ""  # POST: upload; GET: the app answers the project list
+    if path in {"/legacy", "/legacy/"}:
+        return "legacy/"
+    raise NoSuchPath("Not found: the index is at /simple/.")
+
+
+def is_upload_route(path: str) -> bool:
+    """Whether a full URL path is one the application takes uploads at."""
+    try:
+        route = index_route(path)
+    except NoSuchPath:
+        return False
+    return isinstance(route, str) and route.split("/") in UPLOAD_PATHS
