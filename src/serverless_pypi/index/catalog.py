@@ -33,6 +33,7 @@ from serverless_pypi.core.negotiate import Format
 from serverless_pypi.core.render import project_page, render_html, render_json, root_page
 from serverless_pypi.index import layout
 from serverless_pypi.index.change import Change
+from serverless_pypi.index.reader import project_folders
 from serverless_pypi.storage import NotFound, Store
 from serverless_pypi.storage.swap import MAX_ATTEMPTS, Contention, compare_and_swap, swap
 
@@ -99,11 +100,7 @@ class Catalog:
 
     def project_folders(self) -> dict[NormalizedName, list[str]]:
         """Folders at the store's root that hold projects, by normalized name."""
-        folders: dict[NormalizedName, list[str]] = {}
-        for folder in self.store.list_folders(""):
-            if is_valid_project_name(folder):
-                folders.setdefault(normalize_project_name(folder), []).append(folder)
-        return folders
+        return project_folders(self.store)
 
     # -- compare-and-swap -------------------------------------------------------------
     def update_project(
