@@ -63,6 +63,37 @@ class CallCounter:
         self.operations = {}
 
 
+class StoreCounter:
+    """Counts and times the requests a store sends, whatever its client: its request methods
+    are wrapped on the instance (a presigned URL is signed locally: not a request)."""
+
+    _REQUESTS = ("get", "head", "open", "put", "delete", "list", "list_folders")
+
+    def __init__(self, store: Any) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.operations: dict[str, int] = {}
+        for name in self._REQUESTS:
+            setattr(store, name, self._counted(name, getattr(store, name)))
+
+    def _counted(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            self.operations[name] = self.operations.get(name, 0) + 1
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return counted
+
+    def reset(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.operations = {}
+
+
 class CountingStore:
     """A store proxy that counts the store operations the application asks for."""
 

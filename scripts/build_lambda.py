@@ -59,6 +59,20 @@ RUNTIME_PROVIDED = frozenset(
 #: dependencies of the local server and the command line only (`serverless-pypi serve`, its
 #: progress bar): the Lambda functions never import them, so the zip leaves them out
 LOCAL_ONLY = frozenset(canonicalize_name(n) for n in ("waitress", "tqdm"))
+#: modules nothing on Lambda imports, left out to keep the zip small (tests/deploy/
+#: test_lambda_zip.py checks that no module in the zip imports them): the local fronts, which
+#: need the LOCAL_ONLY distributions (the server, the command line, `python -m`), and parts of
+#: packaging the package never uses (lock files, dependency groups, direct URLs)
+LEFT_OUT_MODULES = frozenset(
+    {
+        f"{PACKAGE}/adapters/server.py",
+        f"{PACKAGE}/adapters/cli.py",
+        f"{PACKAGE}/__main__.py",
+        "packaging/pylock.py",
+        "packaging/dependency_groups.py",
+        "packaging/direct_url.py",
+    }
+)
 #: PEP 508 marker environment of the Lambda runtime, to evaluate dependency markers
 LAMBDA_MARKERS = {
     "implementation_name": "cpython",
@@ -236,6 +250,8 @@ def collect(source: Path, site: Path) -> dict[str, Path]:
             relative = path.relative_to(base)
             if path.is_file() and _kept(relative):
                 name = prefix + relative.as_posix()
+                if name in LEFT_OUT_MODULES:
+                    continue
                 if name in entries:
                     raise BuildError(f"{name} comes from two places")
                 entries[name] = path

@@ -168,9 +168,13 @@ resource "aws_lambda_function" "api" {
     variables = { for k, v in local.api_environment : k => v if v != null && v != "" }
   }
 
+  # JSON, with the platform's START/END/REPORT lines (INFO) left out: a request is logged
+  # only when LOG_REQUESTS asks for it, a failure always (docs/deploy.md, "What it costs")
   logging_config {
-    log_format = "Text"
-    log_group  = aws_cloudwatch_log_group.api.name
+    log_format            = "JSON"
+    application_log_level = "INFO"
+    system_log_level      = "WARN"
+    log_group             = aws_cloudwatch_log_group.api.name
   }
 
   tracing_config {

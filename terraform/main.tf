@@ -48,6 +48,7 @@ locals {
     CACHE_CONTROL         = var.cache_control
     REQUIRE_AUTH_FOR_READ = var.require_auth_for_read ? "true" : "false"
     MAX_UPLOAD_SIZE       = var.max_upload_size == null ? null : tostring(var.max_upload_size)
+    LOG_REQUESTS          = var.log_requests ? "true" : "false"
   }
   reindex_environment = {
     S3_BUCKET = aws_s3_bucket.pypi.id

@@ -173,6 +173,12 @@ variable "require_auth_for_read" {
   default     = false
 }
 
+variable "log_requests" {
+  description = "A log line per request of the API function (LOG_REQUESTS); off, only failures are logged."
+  type        = bool
+  default     = false
+}
+
 variable "max_upload_size" {
   description = "Largest upload accepted, bytes (MAX_UPLOAD_SIZE). Whatever this says, a request through Lambda carries at most ~4.4 MiB of file; larger files go straight to S3 with `serverless-pypi publish`."
   type        = number

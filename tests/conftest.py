@@ -15,6 +15,7 @@ from serverless_pypi.index.catalog import Catalog
 from serverless_pypi.storage import Store
 from serverless_pypi.storage.local import LocalStore
 from serverless_pypi.storage.s3 import S3Store
+from serverless_pypi.storage.s3_light import LightS3Store
 from tests.helpers.servers import (
     LiveServer,
     create_bucket,
@@ -52,15 +53,22 @@ def s3_store(s3_bucket: str, moto_url: str) -> S3Store:
 
 
 @pytest.fixture
+def light_s3_store(s3_bucket: str, moto_url: str) -> LightS3Store:
+    """The API function's store: reads over the standard library, writes through boto3."""
+    return LightS3Store(s3_bucket, "", endpoint_url=moto_url)
+
+
+@pytest.fixture
 def local_store(tmp_path: Path) -> LocalStore:
     return LocalStore(tmp_path / "store")
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "s3-light"])
 def store(request: pytest.FixtureRequest) -> Store:
-    """Every contract test runs over both stores."""
-    name = "local_store" if request.param == "local" else "s3_store"
-    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+    """Every contract test runs over both stores, S3 through both clients (boto3, and the
+    standard-library one of the API function)."""
+    name = {"local": "local_store", "s3": "s3_store", "s3-light": "light_s3_store"}
+    return request.getfixturevalue(name[request.param])  # type: ignore[no-any-return]
 
 
 @pytest.fixture

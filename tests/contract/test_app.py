@@ -604,7 +604,8 @@ def test_only_well_formed_etags_reach_the_store(
         response = call(populated.app, "my-pkg/", if_none_match=value)
         assert response.status in {200, 304, 400}  # malformed ones: 400 (issue 10, item 10)
     sent = [v for v in asked if v is not None]
-    assert sent == [etag.removeprefix("W/")]
+    # the store compares the tag of the page this process holds (identity: the store's own)
+    assert sent and set(sent) == {etag}
 
 
 @pytest.mark.parametrize(

@@ -93,7 +93,9 @@ def test_check_reports_each_kind_of_drift_and_reindex_repairs_it(
     before = snapshot(store)
     args = ["reindex", "--store", location]
     if location.startswith("s3://"):
-        args += ["--endpoint-url", store.client.meta.endpoint_url]  # type: ignore[attr-defined]
+        # the boto3 store's client, or the endpoint the standard-library store was given
+        endpoint = getattr(store, "endpoint_url", None) or store.client.meta.endpoint_url  # type: ignore[attr-defined]
+        args += ["--endpoint-url", endpoint]
     assert cli_main([*args, "--check"]) == 1
     out = capsys.readouterr().out
     assert "needs indexing: other/other-0.2-py3-none-any.whl" in out

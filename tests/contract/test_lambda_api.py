@@ -258,8 +258,10 @@ def test_http_paths_outside_the_index(bucket: S3Store, path: str) -> None:
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_log_line_never_carries_credentials(
-    bucket: S3Store, shape: str, caplog: pytest.LogCaptureFixture
+    bucket: S3Store, shape: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("LOG_REQUESTS", "true")
+    application.cache_clear()
     secret = "s3cr3t-t0k3n"
     auth = "Basic " + base64.b64encode(f"__token__:{secret}".encode()).decode()
     caplog.set_level(logging.INFO, logger="serverless_pypi")
@@ -282,6 +284,39 @@ def test_the_log_line_never_carries_credentials(
     assert entry["method"] == "GET"
     assert entry["status"] == 302
     assert entry["path"] == f"/my-pkg/{WHEEL}"
+    application.cache_clear()
+
+
+@pytest.mark.parametrize(("value", "lines"), [("", 0), ("off", 0), ("yes", 1), ("TRUE", 1)])
+def test_a_line_per_request_only_when_asked(
+    bucket: S3Store,
+    value: str,
+    lines: int,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LOG_REQUESTS: a line per request when on; off (the default), only failures."""
+    monkeypatch.setenv("LOG_REQUESTS", value)
+    application.cache_clear()
+    caplog.set_level(logging.INFO, logger="serverless_pypi")
+    assert handle(event("function_url", f"my-pkg/{WHEEL}"))["statusCode"] == 302
+    assert handle(event("function_url", "my-pkg/nope-1.0.tar.gz"))["statusCode"] == 404
+    logged = [r for r in caplog.records if r.name.startswith("serverless_pypi")]
+    assert len(logged) == 2 * lines
+    application.cache_clear()
+
+
+def test_failures_are_logged_whatever_log_requests_says(
+    bucket: S3Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOG_REQUESTS", "false")
+    monkeypatch.setenv("MAX_UPLOAD_SIZE", "not a number")  # every request: a 500
+    application.cache_clear()
+    caplog.set_level(logging.INFO, logger="serverless_pypi")
+    assert handle(event("function_url", "my-pkg/"))["statusCode"] == 500
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("serverless_pypi")]
+    assert any('"status": 500' in m for m in messages)
+    application.cache_clear()
 
 
 def test_every_response_fits_the_lambda_limit(bucket: S3Store) -> None:

@@ -160,7 +160,7 @@ class Counting:
             monkeypatch.setattr(store, method, spy)
 
 
-def test_a_download_costs_one_conditional_get_and_no_head(
+def test_a_download_costs_no_store_request_while_the_manifest_is_trusted(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wheel = make_wheel(tmp_path, "acme", "1.0")
@@ -170,11 +170,11 @@ def test_a_download_costs_one_conditional_get_and_no_head(
     counting = Counting(store, monkeypatch)
     for _ in range(3):
         assert get(app, f"acme/{wheel.name}").status in {200, 302}
-    # S3: one conditional GET per download, answered 304; a directory adds a stat (head)
-    assert counting.calls["get"] == counting.conditional == 3
+    # S3: the manifest from memory, the URL signed here; a directory stats the file (head)
+    assert counting.calls["get"] == 0
     assert counting.calls["head"] == (3 if isinstance(store, LocalStore) else 0)
     assert counting.calls["list"] == counting.calls["list_folders"] == 0
-    # a changed manifest is read again at once: a yanked or removed file is seen
+    # a removal made visible on the page is seen at once by the process that reads the page
     catalog = Catalog(store)
 
     def remove(project: Manifest) -> Change[None]:
@@ -182,7 +182,36 @@ def test_a_download_costs_one_conditional_get_and_no_head(
         return Change(None)
 
     catalog.update_project(NAME, remove)
+    assert get(app, "acme/", accept=JSON).status == 404  # no files left: the page says so
+    assert listed(app) == 404
     assert get(app, f"acme/{wheel.name}").status == 404
+
+
+def test_without_a_page_read_a_removal_is_seen_once_the_trust_runs_out(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that serves the download but not the page trusts its manifest copy for
+    MANIFEST_TRUST_SECONDS at most: a removal reaches it within seconds."""
+    wheel = make_wheel(tmp_path, "acme", "1.0")
+    other = make_wheel(tmp_path, "acme", "2.0")
+    publish_file(store, wheel)
+    publish_file(store, other)
+    clock = [1000.0]
+    monkeypatch.setattr("serverless_pypi.storage.cache.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("serverless_pypi.index.reader.time.monotonic", lambda: clock[0])
+    app = build_application(store)
+    assert get(app, f"acme/{wheel.name}").status in {200, 302}  # read now: trusted 15 s
+
+    def remove(project: Manifest) -> Change[None]:
+        del project.files[wheel.name]
+        return Change(None)
+
+    Catalog(store).update_project(NAME, remove)
+    clock[0] += 10
+    assert get(app, f"acme/{wheel.name}").status in {200, 302}  # within the trust
+    clock[0] += 6
+    assert get(app, f"acme/{wheel.name}").status == 404
+    assert get(app, f"acme/{other.name}").status in {200, 302}
 
 
 def test_a_listed_file_deleted_by_hand_is_a_404(local_store: Store, tmp_path: Path) -> None:

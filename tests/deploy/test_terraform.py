@@ -202,6 +202,8 @@ def test_every_environment_variable_the_module_sets_is_read_by_the_code() -> Non
         ("REQUIRE_AUTH_FOR_READ", "true", "require_auth_for_read", True),
         ("REQUIRE_AUTH_FOR_READ", "false", "require_auth_for_read", False),
         ("MAX_UPLOAD_SIZE", "1000", "max_upload_size", 1000),
+        ("LOG_REQUESTS", "true", "log_requests", True),
+        ("LOG_REQUESTS", "false", "log_requests", False),
     ],
 )
 def test_values_as_the_module_writes_them_configure_the_index(

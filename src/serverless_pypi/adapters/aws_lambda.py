@@ -6,7 +6,7 @@ a stage such as `simple`), HTTP API (payload 2.0) and Lambda function URL events
 
 Configuration comes from the environment: S3_BUCKET (required), S3_PREFIX,
 S3_PRESIGNED_URL_TTL, FALLBACK_INDEX_URL, PRIVATE_PROJECTS, CACHE_CONTROL,
-REQUIRE_AUTH_FOR_READ, MAX_UPLOAD_SIZE.
+REQUIRE_AUTH_FOR_READ, MAX_UPLOAD_SIZE, LOG_REQUESTS.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from serverless_pypi.compose import build_application
 from serverless_pypi.core.config import ConfigError, Settings
 from serverless_pypi.core.errors import DomainError, InvalidRequest
 from serverless_pypi.core.http import Headers, Request, Response
-from serverless_pypi.storage.s3 import S3Store
+from serverless_pypi.storage.s3_light import LightS3Store
 from serverless_pypi.web.app import Application
 from serverless_pypi.web.errors import error_response, internal_error
 from serverless_pypi.web.paths import index_route
@@ -33,6 +33,7 @@ from serverless_pypi.web.paths import index_route
 if TYPE_CHECKING:
     from serverless_pypi.index.events import Message
     from serverless_pypi.index.indexer import Indexer
+    from serverless_pypi.storage.s3 import S3Store
 
 __all__ = ["BadEvent", "api_handler", "lambda_request", "lambda_response", "reindex_handler"]
 
@@ -48,11 +49,25 @@ MAX_UPLOAD_THROUGH_LAMBDA = 6 * 1024 * 1024 * 3 // 4 - 64 * 1024
 _TEXT_TYPES = ("text/", "application/json", "application/vnd.pypi.simple.v1+json")
 
 
-def _store() -> S3Store:
+def _bucket() -> str:
     bucket = os.environ.get("S3_BUCKET", "").strip()
     if not bucket:
         raise ConfigError("S3_BUCKET is not set: the function needs the bucket of packages")
-    return S3Store(bucket, os.environ.get("S3_PREFIX", ""))
+    return bucket
+
+
+def _api_store() -> LightS3Store:
+    """The API function's store: its reads (pages, metadata, downloads, the project list)
+    sign their requests with the standard library and never import boto3; its writes (uploads)
+    import boto3 at the first one."""
+    return LightS3Store(_bucket(), os.environ.get("S3_PREFIX", ""))
+
+
+def _store() -> S3Store:
+    """The indexer's store, through boto3 (it writes as much as it reads)."""
+    from serverless_pypi.storage.s3 import S3Store
+
+    return S3Store(_bucket(), os.environ.get("S3_PREFIX", ""))
 
 
 @functools.cache
@@ -60,7 +75,7 @@ def application() -> Application:
     """The application of this execution environment, built once and then reused."""
     # the settings first: an invalid one fails every request before a client is built
     settings = Settings.from_env()
-    store = _store()
+    store = _api_store()
     return build_application(
         store,
         settings,
@@ -230,18 +245,21 @@ def api_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         except Exception:
             log.exception("unhandled error")
             response = internal_error("The index failed to answer; the error is logged.")
-    # log the method, the path below the index and the status: never queries or headers,
-    # which may carry tokens or presigned credentials
-    log.info(
-        json.dumps(
-            {
-                "method": method,
-                "path": "/" + path[:200],
-                "status": response.status,
-                "ms": round((time.perf_counter() - started) * 1000, 1),
-            }
+    # a line per request only when the operator asked for it (LOG_REQUESTS); a failure of the
+    # index's own (5xx) always; the method, the path below the index and the status, never
+    # queries or headers, which may carry tokens or presigned credentials
+    asked = isinstance(app, Application) and app.settings.log_requests
+    if asked or response.status >= 500:
+        log.info(
+            json.dumps(
+                {
+                    "method": method,
+                    "path": "/" + path[:200],
+                    "status": response.status,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                }
+            )
         )
-    )
     return lambda_response(response, method)
 
 
@@ -287,6 +305,7 @@ def reindex_handler(event: Any, context: Any = None) -> dict[str, Any]:
     dead-letter queue; parts of them that cannot be read are logged and skipped.
     """
     from serverless_pypi.index.events import parse_invocation
+    from serverless_pypi.storage.s3 import S3Store
 
     worker = indexer()
     store = worker.store

@@ -73,6 +73,8 @@ class Settings:
     require_auth_for_read: bool = False
     #: the largest upload accepted, bytes (MAX_UPLOAD_SIZE)
     max_upload_size: int = 100 * 1024 * 1024
+    #: a log line per request on Lambda (LOG_REQUESTS); failures (5xx) are always logged
+    log_requests: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -87,6 +89,7 @@ class Settings:
             "cache_control": env.get("CACHE_CONTROL", "").strip() or DEFAULT_CACHE_CONTROL,
             "require_auth_for_read": _bool(env, "REQUIRE_AUTH_FOR_READ"),
             "max_upload_size": _int(env, "MAX_UPLOAD_SIZE", 100 * 1024 * 1024),
+            "log_requests": _bool(env, "LOG_REQUESTS"),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -11,11 +11,15 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING
 from urllib.parse import parse_qsl
 
+if TYPE_CHECKING:
+    from pathlib import Path  # annotations only: pathlib is not on the cold path
+
 __all__ = [
+    "GZIP_MIN_SIZE",
     "MAX_ENTITY_TAG",
     "MAX_IF_NONE_MATCH",
     "Headers",
@@ -24,7 +28,9 @@ __all__ = [
     "Request",
     "Response",
     "accepts_gzip",
+    "encoding_tag",
     "etag_matches",
+    "http_date",
     "make_etag",
     "parse_if_none_match",
     "redirect",
@@ -95,6 +101,34 @@ def make_etag(data: bytes) -> str:
     return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
 
 
+#: the suffix that tells the gzip encoding of a page from its identity encoding
+GZIP_TAG_SUFFIX = "-gz"
+
+
+def encoding_tag(etag: str, gzip: bool) -> str:
+    """A strong entity tag for one content coding of the representation tagged `etag`.
+
+    RFC 9110 section 8.8.3: a strong tag stands for one sequence of bytes, so the gzip and the
+    identity encodings of a page need tags of their own (uv revalidates strong tags only):
+    `"<etag>-gz"` for gzip, `"<etag>"` for identity. `etag` is a strong tag (`W/` dropped).
+    """
+    etag = etag.removeprefix("W/")
+    return etag[:-1] + GZIP_TAG_SUFFIX + '"' if gzip else etag
+
+
+def http_date(moment: datetime) -> str:
+    """RFC 9110 section 5.6.7 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    # formatted here: email.utils (format_datetime) costs the Lambda cold start ~4 ms
+    moment = moment.astimezone(UTC)
+    day = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[moment.weekday()]
+    month = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")[
+        moment.month - 1
+    ]
+    return f"{day}, {moment.day:02d} {month} {moment.year:04d} {moment:%H:%M:%S} GMT"
+
+
 #: the longest If-None-Match accepted, and the longest entity tag passed on to a store
 MAX_IF_NONE_MATCH = 4096
 MAX_ENTITY_TAG = 256
@@ -118,6 +152,18 @@ class IfNoneMatch:
     def matches(self, etag: str) -> bool:
         # If-None-Match uses the weak comparison: W/ is ignored on both sides
         return self.any or etag.removeprefix("W/") in self.tags
+
+    def for_encoding(self, gzip: bool) -> IfNoneMatch:
+        """The tags that name the `gzip` (or identity) encoding, as the underlying tags that
+        `encoding_tag` decorated: what a store holding one object for both can compare."""
+        if self.any:
+            return self
+        suffix = GZIP_TAG_SUFFIX + '"'
+        if gzip:
+            tags = tuple(t[: -len(suffix)] + '"' for t in self.tags if t.endswith(suffix))
+        else:
+            tags = tuple(t for t in self.tags if not t.endswith(suffix))
+        return IfNoneMatch(False, tags)
 
     def single_tag(self) -> str | None:
         """The one ASCII tag a store can compare itself (S3's IfNoneMatch), if that is all."""

@@ -106,6 +106,8 @@ class Manifest:
 
     name: NormalizedName
     files: dict[str, FileRecord] = field(default_factory=dict)
+    #: when the stored manifest (or, listed live, the newest file) was written; not stored
+    last_modified: datetime | None = field(default=None, compare=False)
 
     def served(self) -> list[FileRecord]:
         """The files a page lists: all but those recorded with a problem."""

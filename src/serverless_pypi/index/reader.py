@@ -3,14 +3,28 @@
 Everything a request reads from a store goes through here, so only `index/` knows the layout
 keys: a project's precomputed pages, its manifest (parsed once per process and revalidated
 on each use), its core metadata files, the project list, and, for a project never indexed,
-a listing of its folders. The answers are storage values (Blob, ObjectInfo, Redirect,
+a listing of its folders.
+
+What a download and a metadata file need (is the file published, where are its bytes, its
+metadata) is answered from memory when it can be without going stale: the manifest copy is
+trusted for MANIFEST_TRUST_SECONDS after the store confirmed it, and again each time the
+project's page is read unchanged since before that confirmation (a page that changed, e.g. a
+removal made visible, makes the next use ask the store); a file the copy does not list (a new
+upload) is always asked for. Core metadata files never change once written: they are kept by
+the sha256 the manifest records for them, so a removed or replaced file's record no longer
+leads to them. The answers are storage values (Blob, ObjectInfo, Redirect,
 LocalFile) and the page model (Manifest); what they mean to a client is the repository's
 and the web layer's business.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
+import time
+from collections import OrderedDict
+from datetime import datetime
 
 from serverless_pypi.core.model import FileRecord, Manifest, format_upload_time
 from serverless_pypi.core.names import (
@@ -27,16 +41,34 @@ from serverless_pypi.storage.base import (
     Blob,
     LocalFile,
     NotFound,
+    NotModified,
     ObjectInfo,
     Redirect,
     Store,
 )
-from serverless_pypi.storage.cache import RevalidatingCache
+from serverless_pypi.storage.cache import BlobCache, RevalidatingCache
 
-__all__ = ["MANIFEST_CACHE_BYTES", "IndexReader", "project_folders"]
+__all__ = [
+    "MANIFEST_CACHE_BYTES",
+    "MANIFEST_TRUST_SECONDS",
+    "METADATA_CACHE_BYTES",
+    "PAGE_CACHE_BYTES",
+    "IndexReader",
+    "project_folders",
+]
 
 #: bytes of manifests (as stored) kept parsed in memory, per process
 MANIFEST_CACHE_BYTES = 16 * 1024 * 1024
+#: bytes of core metadata files kept in memory, per process
+METADATA_CACHE_BYTES = 8 * 1024 * 1024
+#: bytes of precomputed pages (gzip, as stored) kept in memory, per process: each use is
+#: still one conditional read, answered 304 without a body while the page is unchanged
+PAGE_CACHE_BYTES = 16 * 1024 * 1024
+#: how long a manifest copy is used for downloads and metadata without asking the store: the
+#: longest a removal takes to reach a process that does not read the project's page
+MANIFEST_TRUST_SECONDS = 15.0
+#: projects whose last page tags a process remembers
+_PAGES_SEEN = 4096
 
 
 class IndexReader:
@@ -45,19 +77,36 @@ class IndexReader:
     Safe to share between threads: the only state is the manifest cache, which is.
     """
 
-    def __init__(self, store: Store, *, manifest_cache_bytes: int = MANIFEST_CACHE_BYTES) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        manifest_cache_bytes: int = MANIFEST_CACHE_BYTES,
+        metadata_cache_bytes: int = METADATA_CACHE_BYTES,
+        page_cache_bytes: int = PAGE_CACHE_BYTES,
+        manifest_trust: float = MANIFEST_TRUST_SECONDS,
+    ) -> None:
         self.store = store
-        # every download reads its project's manifest: parsed once, revalidated per use
+        self.manifest_trust = manifest_trust
+        # every download reads its project's manifest: parsed once, revalidated or trusted
         self._manifests = RevalidatingCache(store, Manifest.from_bytes, manifest_cache_bytes)
+        self._metadata = BlobCache(metadata_cache_bytes)
+        self._pages: RevalidatingCache[bytes] = RevalidatingCache(
+            store, _unchanged, page_cache_bytes
+        )
+        # (project, json) -> (page tag, when it was first seen with that tag: monotonic)
+        self._pages_seen: OrderedDict[tuple[str, bool], tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
 
     # -- the project list -----------------------------------------------------------------
-    def project_names(self) -> set[str] | None:
-        """The index's project list (`projects.json`), None when the store has none yet."""
+    def project_names(self) -> tuple[set[str], datetime] | None:
+        """The index's project list (`projects.json`) and when it was written; None when the
+        store has none yet."""
         try:
             blob = self.store.get(layout.ROOT_LIST)
         except NotFound:
             return None
-        return set(json.loads(blob.data)["projects"])
+        return set(json.loads(blob.data)["projects"]), blob.last_modified
 
     def project_folders(self) -> dict[NormalizedName, list[str]]:
         """Folders at the store's root that hold projects, by normalized name."""
@@ -67,13 +116,49 @@ class IndexReader:
     def page(self, name: NormalizedName, *, json: bool, if_none_match: str | None) -> Blob | None:
         """The project's precomputed, gzip-compressed page; None when it has none.
 
-        One store read: `if_none_match` is passed on for the store to compare, which raises
-        NotModified when it matches.
+        One store read, conditional: with the etag of the copy this process holds (the store
+        answers 304 without a body while the page is unchanged), else with `if_none_match`.
+        Raises NotModified when `if_none_match` names the current page.
         """
+        key = layout.page_key(name, json=json)
+        if self._pages.holds(key):
+            found = self._pages.lookup(key)
+            if found is None:
+                return None
+            self._page_seen(name, json, found.etag)
+            if if_none_match == found.etag:
+                raise NotModified(key)
+            return Blob(found.value, found.etag, found.last_modified)
         try:
-            return self.store.get(layout.page_key(name, json=json), if_none_match=if_none_match)
+            blob = self.store.get(key, if_none_match=if_none_match)
+        except NotModified:
+            if if_none_match is not None:
+                self._page_seen(name, json, if_none_match)
+            raise
         except NotFound:
             return None
+        self._pages.keep(key, blob)
+        self._page_seen(name, json, blob.etag)
+        return blob
+
+    def _page_seen(self, name: NormalizedName, json: bool, tag: str) -> None:
+        """The project's page is now `tag`: trust the manifest copy again if the page has not
+        changed since before the store last confirmed the copy, else ask the store next time."""
+        now = time.monotonic()
+        with self._lock:
+            seen = self._pages_seen.get((name, json))
+            unchanged = seen is not None and seen[0] == tag
+            if not unchanged:
+                seen = (tag, now)
+                self._pages_seen[(name, json)] = seen
+            self._pages_seen.move_to_end((name, json))
+            while len(self._pages_seen) > _PAGES_SEEN:
+                self._pages_seen.popitem(last=False)
+        key = layout.manifest_key(name)
+        if unchanged and seen is not None:
+            self._manifests.trust(key, self.manifest_trust, if_checked_since=seen[1])
+        else:
+            self._manifests.distrust(key)
 
     def deliver_page(
         self, name: NormalizedName, *, json: bool, method: str, expires: int
@@ -81,13 +166,25 @@ class IndexReader:
         """How the store itself serves the project's gzip-compressed page (NotFound)."""
         return self.store.deliver(layout.page_key(name, json=json), method, expires)
 
-    def manifest(self, name: NormalizedName) -> Manifest | None:
+    def manifest(self, name: NormalizedName, *, having: str | None = None) -> Manifest | None:
         """The project's manifest (one conditional GET), None when it has none.
 
+        `having`: a file name the caller looks for (a download, a metadata file): a trusted
+        copy that lists it is answered from memory; one that does not is asked for again.
         The value is shared with other readers of this process: it must not be changed.
         """
-        found = self._manifests.get(layout.manifest_key(name))
-        return found[0] if found is not None else None
+        key = layout.manifest_key(name)
+        trust = self.manifest_trust if having is not None else 0.0
+        asked = time.monotonic()
+        found = self._manifests.lookup(key, trust=trust)
+        if found is not None and found.checked < asked and having not in found.value.files:
+            # answered from memory, without the file: it may be new, so ask the store
+            found = self._manifests.lookup(key, trust=trust, fresh=True)
+        if found is None:
+            return None
+        if found.value.last_modified is None:
+            found.value.last_modified = found.last_modified  # of these bytes, whoever sets it
+        return found.value
 
     def live_manifest(self, name: NormalizedName) -> Manifest | None:
         """The files of a project never indexed, from a listing of its folders; None if none.
@@ -97,12 +194,14 @@ class IndexReader:
         """
         index = Manifest(name)
         seen: set[Identity] = set()
+        newest: datetime | None = None
         for folder in self.project_folders().get(name, []):
             for info in self.store.list(folder + "/"):
                 dist = _distribution_of(name, info.key)
                 if dist is None or dist.identity in seen:
                     continue
                 seen.add(dist.identity)
+                newest = info.last_modified if newest is None else max(newest, info.last_modified)
                 index.files[dist.filename] = FileRecord(
                     filename=dist.filename,
                     key=info.key,
@@ -110,7 +209,10 @@ class IndexReader:
                     upload_time=format_upload_time(info.last_modified),
                     etag=info.etag,
                 )
-        return index if index.files else None
+        if not index.files:
+            return None
+        index.last_modified = newest
+        return index
 
     # -- files ----------------------------------------------------------------------------
     def unindexed_file(self, name: NormalizedName, filename: str) -> ObjectInfo | None:
@@ -128,11 +230,28 @@ class IndexReader:
         return self.store.deliver(key, method, expires)
 
     def metadata(self, name: NormalizedName, filename: str) -> Blob | None:
-        """The PEP 658 core metadata of the project's `filename`, None when there is none."""
+        """The PEP 658 core metadata of the project's `filename`, None when there is none.
+
+        From memory when the manifest (trusted, see the module) records its sha256 and this
+        process has read those bytes before; else one GET, kept when it matches the record.
+        """
+        key = layout.metadata_key(name, filename)
+        index = self.manifest(name, having=filename)
+        record = index.files.get(filename) if index is not None else None
+        digest = record.metadata_sha256 if record is not None and not record.problem else None
+        if digest is not None and (held := self._metadata.get((key, digest))) is not None:
+            return held
         try:
-            return self.store.get(layout.metadata_key(name, filename))
+            blob = self.store.get(key)
         except NotFound:
             return None
+        if digest is not None and hashlib.sha256(blob.data).hexdigest() == digest:
+            self._metadata.put((key, digest), blob)
+        return blob
+
+
+def _unchanged(data: bytes) -> bytes:
+    return data
 
 
 def project_folders(store: Store) -> dict[NormalizedName, list[str]]:

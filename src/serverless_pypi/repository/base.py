@@ -17,6 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from serverless_pypi.core.http import IfNoneMatch
 from serverless_pypi.core.model import Manifest
@@ -43,6 +44,8 @@ class ProjectList:
     """The normalized names of the projects to list."""
 
     names: frozenset[str]
+    #: when the list last changed, where the source says (the stored `projects.json`)
+    last_modified: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,8 @@ class StoredPage:
     #: a URL where the store serves these bytes itself (gzip-encoded) for `method`, for a
     #: front that cannot carry them inline; None when the store has none
     redirect: Callable[[str], Redirect | None] = field(compare=False, repr=False)
+    #: when the store last wrote it
+    last_modified: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,7 @@ class CoreMetadata:
 
     data: bytes
     etag: str
+    last_modified: datetime | None = field(default=None, compare=False)
 
 
 #: a project page: the fast path, the store's 304, a model to render (shared between

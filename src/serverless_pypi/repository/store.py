@@ -45,10 +45,10 @@ class StoreRepository(Repository):
         The store's `index.html` is never served: one left by the reference module links
         un-normalized folders (`My_Pkg`, `my.pkg`) where the JSON list names `my-pkg`.
         """
-        names = self.reader.project_names()
-        if names is None:
-            names = set(self.reader.project_folders())
-        return ProjectList(frozenset(names))
+        found = self.reader.project_names()
+        if found is None:
+            return ProjectList(frozenset(self.reader.project_folders()))
+        return ProjectList(frozenset(found[0]), found[1])
 
     def project_page(
         self, name: NormalizedName, *, json: bool, if_none_match: IfNoneMatch | None
@@ -61,7 +61,9 @@ class StoreRepository(Repository):
         except NotModified:
             return PageUnchanged(store_etag or '""')
         if blob is not None:
-            return StoredPage(blob.data, blob.etag, partial(self._page_redirect, name, json))
+            return StoredPage(
+                blob.data, blob.etag, partial(self._page_redirect, name, json), blob.last_modified
+            )
         index = self._manifest(name)
         if index is None:
             raise NoSuchProject(f"No project named {name!r} on this index.")
@@ -92,7 +94,8 @@ class StoreRepository(Repository):
 
         Only a wheel or sdist of this project is ever served (never `credentials.json` or
         other objects in its folders). For a project with a manifest: its record, unless the
-        indexer refused the file (one conditional GET of the manifest, no HEAD of the file).
+        indexer refused the file (the manifest from memory while the reader trusts it, else
+        one conditional GET of it; no HEAD of the file).
         For a project never indexed: its own folder (one HEAD), else its un-normalized ones.
         """
         missing = NoSuchFile(f"No file {filename!r} in project {name!r}.")
@@ -102,7 +105,7 @@ class StoreRepository(Repository):
             raise missing from None
         if dist.project != name:
             raise missing
-        index = self.reader.manifest(name)
+        index = self.reader.manifest(name, having=filename)
         if index is not None:
             record = index.files.get(filename)
             if record is None or record.problem is not None:
@@ -123,4 +126,4 @@ class StoreRepository(Repository):
         blob = self.reader.metadata(name, filename)
         if blob is None:
             raise NoSuchFile(f"No core metadata for {filename!r} in project {name!r}.")
-        return CoreMetadata(blob.data, blob.etag)
+        return CoreMetadata(blob.data, blob.etag, blob.last_modified)

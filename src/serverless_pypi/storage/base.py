@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from pathlib import Path  # annotations only: pathlib is not on the cold path
 
 __all__ = [
     "AccessDenied",

@@ -27,27 +27,20 @@ from botocore.exceptions import (
 )
 
 from serverless_pypi.storage.base import (
-    AccessDenied,
     Blob,
-    BucketNotFound,
-    NoCredentials,
     NotFound,
-    NotModified,
     ObjectInfo,
     PreconditionFailed,
     Redirect,
     Store,
     StoreError,
-    StoreUnreachable,
 )
+from serverless_pypi.storage.s3_errors import no_credentials, translate_answer, unreachable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 __all__ = ["S3Store", "make_client"]
-
-_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
-_CONFLICT = {"412", "409", "PreconditionFailed", "ConditionalRequestConflict"}
 
 
 def make_client(endpoint_url: str | None = None) -> S3Client:
@@ -80,15 +73,6 @@ def _status(error: ClientError) -> str:
     return str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
 
 
-# S3 error codes that mean the store cannot work as configured, with what a person should do
-_CREDENTIALS_REFUSED = {
-    "InvalidAccessKeyId": "the access key id is not known to S3",
-    "SignatureDoesNotMatch": "the secret access key does not match the access key id",
-    "ExpiredToken": "the session credentials have expired",
-    "InvalidToken": "the session token is invalid",
-    "TokenRefreshRequired": "the session credentials have expired",
-}
-_THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded"}
 _UNREACHABLE = (
     EndpointConnectionError,
     ConnectTimeoutError,
@@ -98,55 +82,14 @@ _UNREACHABLE = (
 _NO_CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)
 
 
-def _translate_client_error(error: ClientError, key: str, bucket: str, where: str) -> StoreError:
-    """What an answer of S3 (a code and an HTTP status) means for the store."""
-    code, status = _code(error), _status(error)
-    if code == "NoSuchBucket":
-        # a missing bucket is a misconfiguration, never an empty store
-        return BucketNotFound(
-            f"the bucket {bucket!r} does not exist (check S3_BUCKET / --store and the region)",
-            where,
-            str(error),
-        )
-    if code in _CREDENTIALS_REFUSED:
-        return NoCredentials(
-            f"S3 refused the credentials: {_CREDENTIALS_REFUSED[code]}", where, str(error)
-        )
-    if code in {"AccessDenied", "AllAccessDisabled", "403"} or status == "403":
-        return AccessDenied(
-            "access denied: the credentials in use may not use this bucket "
-            "(check the role's or user's policy and the bucket policy)",
-            where,
-            f"on {key!r}: {error}",
-        )
-    if code in _NOT_FOUND or status == "404":
-        return NotFound(key)
-    if code in {"304", "NotModified"} or status == "304":
-        return NotModified(key)
-    if code in _CONFLICT or status in {"412", "409"}:
-        return PreconditionFailed(key)
-    if code in _THROTTLED or status in {"500", "503"}:
-        return StoreUnreachable(
-            f"S3 is busy or failing ({code or status})", where, f"on {key!r}: {error}"
-        )
-    return StoreError(f"S3 refused {key!r}: {code or status} {error}")
-
-
 def _translate(error: Exception, key: str, bucket: str = "") -> StoreError:
-    where = f"s3://{bucket}" if bucket else "S3"
+    # the meaning of an answer is shared with the standard-library client (s3_errors)
     if isinstance(error, ClientError):
-        return _translate_client_error(error, key, bucket, where)
+        return translate_answer(_code(error), _status(error), str(error), key, bucket)
     if isinstance(error, _NO_CREDENTIALS):
-        return NoCredentials(
-            "no AWS credentials were found (set AWS_PROFILE, AWS_ACCESS_KEY_ID / "
-            "AWS_SECRET_ACCESS_KEY, or run with a role)",
-            where,
-            str(error),
-        )
+        return no_credentials(bucket, str(error))
     if isinstance(error, _UNREACHABLE):
-        return StoreUnreachable(
-            f"the S3 endpoint does not answer ({type(error).__name__})", where, str(error)
-        )
+        return unreachable(type(error).__name__, bucket, str(error))
     return StoreError(f"S3 failed on {key!r}: {error}")
 
 

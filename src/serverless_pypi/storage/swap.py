@@ -7,7 +7,6 @@ first. No update is ever lost to a race.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -26,6 +25,8 @@ class Contention(StoreError):
 
 
 def _backoff(attempt: int) -> None:
+    import random  # after a lost race only: not on the cold path of a read
+
     # jittered exponential backoff, capped at half a second
     time.sleep(min(0.5, 0.005 * 2 ** min(attempt, 7)) * random.uniform(0.5, 1.0))  # noqa: S311
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
+from datetime import datetime
 from urllib.parse import quote
 
 from serverless_pypi.core.config import Settings
@@ -29,13 +30,16 @@ from serverless_pypi.core.errors import (
     NoSuchProject,
 )
 from serverless_pypi.core.http import (
+    GZIP_MIN_SIZE,
     IfNoneMatch,
     InvalidConditional,
     Request,
     Response,
     accepts_gzip,
     compress,
+    encoding_tag,
     etag_matches,
+    http_date,
     make_etag,
     parse_if_none_match,
     redirect,
@@ -149,21 +153,37 @@ class Application:
             raise InvalidRequest(f"Not a project: {e}") from None
 
     # -- pages ------------------------------------------------------------------------
-    def _headers(self, fmt: Format) -> dict[str, str]:
-        return {
+    # Each content coding of a page has a strong ETag of its own (RFC 9110 section 8.8.3:
+    # `encoding_tag`), so pip and uv (which revalidates strong tags only) both get 304s, and
+    # a Last-Modified. If-Modified-Since alone is not evaluated: a change within the second
+    # of the previous one (a yank) would be answered 304.
+    def _headers(
+        self, fmt: Format, etag: str, last_modified: datetime | None = None
+    ) -> dict[str, str]:
+        headers = {
             "Content-Type": fmt.content_type,
             "Cache-Control": self.settings.cache_control,
             "Vary": _VARY,
+            "ETag": etag,
         }
+        if last_modified is not None:
+            headers["Last-Modified"] = http_date(last_modified)
+        return headers
 
-    def _page_response(self, request: Request, fmt: Format, body: bytes, etag: str) -> Response:
+    def _page_response(
+        self,
+        request: Request,
+        fmt: Format,
+        body: bytes,
+        etag: str,
+        last_modified: datetime | None = None,
+    ) -> Response:
         """A page rendered for this request."""
-        # weak: the same tag stands for the gzip and the identity encodings of the page
-        etag = etag if etag.startswith("W/") else "W/" + etag
-        headers = {**self._headers(fmt), "ETag": etag}
-        if etag_matches(request.headers.get("if-none-match"), etag):
+        gz = accepts_gzip(request.headers) and len(body) >= GZIP_MIN_SIZE
+        headers = self._headers(fmt, encoding_tag(etag, gz), last_modified)
+        if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
             return Response(304, headers)
-        if accepts_gzip(request.headers) and len(body) >= 1024:
+        if gz:
             headers["Content-Encoding"] = "gzip"
             body = compress(body)
         return Response(200, headers, body)
@@ -172,10 +192,11 @@ class Application:
         self, request: Request, fmt: Format, page: StoredPage, wanted: IfNoneMatch | None
     ) -> Response:
         """A precomputed, gzip-compressed page, passed on as the store holds it."""
-        headers = {**self._headers(fmt), "ETag": "W/" + page.etag}
-        if wanted is not None and wanted.matches(page.etag):
+        gz = accepts_gzip(request.headers)
+        headers = self._headers(fmt, encoding_tag(page.etag, gz), page.last_modified)
+        if wanted is not None and wanted.matches(headers["ETag"]):
             return Response(304, headers)
-        if accepts_gzip(request.headers):
+        if gz:
             headers["Content-Encoding"] = "gzip"
             body = page.data
         else:
@@ -191,18 +212,22 @@ class Application:
     def _root(self, request: Request) -> Response:
         """The project list, HTML and JSON rendered from one read of one source."""
         fmt = choose_format(request.headers.get("accept"), request.query_param("format"))
-        page = root_page(self.repository.project_list().names)
+        listed = self.repository.project_list()
+        page = root_page(listed.names)
         body = render_json(page) if fmt.is_json else render_html(page)
-        return self._page_response(request, fmt, body, make_etag(body))
+        return self._page_response(request, fmt, body, make_etag(body), listed.last_modified)
 
     def _project(self, request: Request, name: NormalizedName) -> Response:
         fmt = choose_format(request.headers.get("accept"), request.query_param("format"))
         wanted = _if_none_match(request)
-        page = self.repository.project_page(name, json=fmt.is_json, if_none_match=wanted)
+        # the store holds one object for both codings: it compares the tags of this one
+        gz = accepts_gzip(request.headers)
+        stored = wanted.for_encoding(gz) if wanted is not None else None
+        page = self.repository.project_page(name, json=fmt.is_json, if_none_match=stored)
         if isinstance(page, StoredPage):
             return self._stored_page(request, fmt, page, wanted)
         if isinstance(page, PageUnchanged):
-            return Response(304, {**self._headers(fmt), "ETag": "W/" + page.etag})
+            return Response(304, self._headers(fmt, encoding_tag(page.etag, gz)))
         if isinstance(page, Redirect):
             return redirect(302, page.url)
         if not page.served():
@@ -210,7 +235,7 @@ class Application:
             raise NoSuchProject(f"Project {name!r} has no files this index serves.")
         model = project_page(page)
         body = render_json(model) if fmt.is_json else render_html(model)
-        return self._page_response(request, fmt, body, make_etag(body))
+        return self._page_response(request, fmt, body, make_etag(body), page.last_modified)
 
     # -- files --------------------------------------------------------------------------
     def _file(self, request: Request, name: NormalizedName, filename: str) -> Response:
@@ -219,7 +244,7 @@ class Application:
         except InvalidFilename as e:
             raise InvalidRequest(f"Not a file name: {e}") from None
         if filename.endswith(".metadata"):
-            return self._metadata(name, filename.removesuffix(".metadata"))
+            return self._metadata(request, name, filename.removesuffix(".metadata"))
         found = self.repository.locate(name, filename, request.method)
         if isinstance(found, Redirect):
             return redirect(302, found.url)
@@ -234,11 +259,16 @@ class Application:
             file=found.path,
         )
 
-    def _metadata(self, name: NormalizedName, filename: str) -> Response:
+    def _metadata(self, request: Request, name: NormalizedName, filename: str) -> Response:
         found = self.repository.metadata(name, filename)
+        # served as stored (never gzip-encoded): the store's strong tag names these bytes
         headers = {
             "Content-Type": "application/octet-stream",
             "ETag": found.etag,
             "Cache-Control": "max-age=31536000, immutable",
         }
+        if found.last_modified is not None:
+            headers["Last-Modified"] = http_date(found.last_modified)
+        if etag_matches(request.headers.get("if-none-match"), found.etag):
+            return Response(304, headers)
         return Response(200, headers, found.data)
