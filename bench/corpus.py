@@ -8,10 +8,15 @@ download; it is fetched again only when this specification changes.
 
 from __future__ import annotations
 
+import email.parser
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tarfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,8 +131,49 @@ def prepare() -> Tree:
         done.append(key)
         stamp.write_text(json.dumps(done, indent=1))
     files = sorted(p for p in directory.iterdir() if p.name.endswith((".whl", ".tar.gz", ".zip")))
-    projects = tuple(sorted({_project(p.name) for p in files}))
-    return Tree(directory, len(files), projects, REQUIREMENTS)
+    accepted = CORPUS / "accepted"  # the files every server takes: hard links, no copies
+    shutil.rmtree(accepted, ignore_errors=True)
+    accepted.mkdir()
+    kept = []
+    for path in files:
+        if _accepted_everywhere(path):
+            os.link(path, accepted / path.name)
+            kept.append(path)
+    log(f"corpus: {len(kept)} of {len(files)} files accepted by every server")
+    projects = tuple(sorted({_project(p.name) for p in kept}))
+    return Tree(accepted, len(kept), projects, REQUIREMENTS)
+
+
+def _accepted_everywhere(path: Path) -> bool:
+    """False for a file peryx refuses, so that no server is measured on it: a wheel whose
+    metadata carries `License-File` below Metadata-Version 2.4 (the field is defined from 2.4
+    on, PEP 639), an sdist whose PKG-INFO is below Metadata-Version 2.2 (PEP 643)."""
+    raw = _metadata(path)
+    if raw is None:
+        return False
+    headers = email.parser.BytesHeaderParser().parsebytes(raw)
+    version = tuple(int(x) for x in str(headers.get("Metadata-Version", "1.0")).split("."))
+    if not path.name.endswith(".whl") and version < (2, 2):
+        return False
+    return version >= (2, 4) or headers.get("License-File") is None
+
+
+def _metadata(path: Path) -> bytes | None:
+    if path.name.endswith(".whl"):
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+            return archive.read(name)
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            found = [n for n in archive.namelist() if n.count("/") == 1]
+            info = next((n for n in found if n.endswith("/PKG-INFO")), None)
+            return archive.read(info) if info else None
+    with tarfile.open(path) as archive:
+        for member in archive:
+            if member.name.count("/") == 1 and member.name.endswith("/PKG-INFO"):
+                handle = archive.extractfile(member)
+                return handle.read() if handle else None
+    return None
 
 
 def digest(tree: Tree) -> str:

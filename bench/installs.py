@@ -1,4 +1,4 @@
-"""Real installs: pip and uv install the tree through our server and through pypiserver.
+"""Real installs: pip and uv install the tree through our server, pypiserver and peryx.
 
 Each run installs `requests flask rich attrs pydantic` (and their dependencies) into a new
 virtual environment, with a client cache that is either new (cold) or filled by an earlier
@@ -23,7 +23,7 @@ from .common import BIN, WORK, Server, clean_env, log, ratio, summary
 from .corpus import Tree
 from .servers import Stores, prepare, start
 
-SERVERS = ("ours", "pypiserver")
+SERVERS = ("ours", "pypiserver", "peryx")
 SOURCES = (*SERVERS, "no-index")
 CLIENTS = ("pip", "uv")
 STATES = ("cold", "warm", "resolve")
@@ -161,8 +161,13 @@ def _rows(samples: dict[str, list[float]]) -> list[dict[str, Any]]:
                     "cache": state,
                     "ours": found["ours"],
                     "pypiserver": found["pypiserver"],
+                    "peryx": found["peryx"],
                     "no-index": found["no-index"],
                     "ratio": ratio(found["ours"]["median"], found["pypiserver"]["median"]),
+                    "ratio_vs_peryx": ratio(found["ours"]["median"], found["peryx"]["median"]),
+                    "ratio_vs_no_index": ratio(
+                        found["ours"]["median"], found["no-index"]["median"]
+                    ),
                     # what an index that cost nothing would achieve against pypiserver
                     "best_possible": ratio(
                         found["no-index"]["median"], found["pypiserver"]["median"]

@@ -130,18 +130,21 @@ def plot_installs(data: dict[str, Any]) -> str:
     ]
     xs = list(range(len(labels)))
     series = (
-        (-0.27, "ours", "#fc8d62", "serverless-pypi serve"),
-        (0.0, "pypiserver", "#8da0cb", "pypiserver"),
-        (0.27, "no-index", "#bbbbbb", "no index (local files): the client alone"),
+        (-0.3, "ours", "#fc8d62", "serverless-pypi serve"),
+        (-0.1, "pypiserver", "#8da0cb", "pypiserver"),
+        (0.1, "peryx", "#66c2a5", "peryx"),
+        (0.3, "no-index", "#bbbbbb", "no index (local files): the client alone"),
     )
     for offset, key, color, label in series:
+        if not all(key in r for r in data["rows"]):
+            continue  # results from before peryx was measured
         medians = [r[key]["median"] for r in data["rows"]]
         lows = [m - r[key]["min"] for m, r in zip(medians, data["rows"], strict=True)]
         highs = [r[key]["max"] - m for m, r in zip(medians, data["rows"], strict=True)]
         ax.bar(
             [x + offset for x in xs],
             medians,
-            0.27,
+            0.2,
             yerr=[lows, highs],
             capsize=2,
             color=color,
@@ -169,6 +172,7 @@ def plot_throughput(data: dict[str, Any]) -> str:
         "ours-1-thread": "#fdd0a2",
         "pypiserver": "#8da0cb",
         "pypiserver-simple-dir": "#c6cde6",
+        "peryx": "#66c2a5",
         "static": "#bbbbbb",
     }
     for i, server in enumerate(servers):
@@ -556,7 +560,11 @@ def _installs(data: dict[str, Any]) -> list[str]:
         "published with `serverless-pypi publish` "
         f"({sec(data['publish_seconds'])}) and served by `serverless-pypi serve`, and the "
         "same files in a directory served by `pypi-server run` (pypiserver 2, waitress, "
-        "cached backend, `--cache-control` on downloads); both subprocesses on 127.0.0.1. "
+        "cached backend, `--cache-control` on downloads) and imported into peryx's hosted "
+        "index (`peryx import-dir`, served by `peryx serve`); every server a subprocess on "
+        "127.0.0.1, and the corpus holds only files all of them accept (peryx refuses wheels "
+        "whose metadata carries `License-File` below Metadata-Version 2.4, and sdists whose "
+        "PKG-INFO is below Metadata-Version 2.2). "
         "Cold: a new client cache each run; warm: a cache filled by an earlier install from "
         "the same source; resolution only: `--dry-run` with a new cache. The floor: the same "
         "files from a local directory (`--no-index --find-links`). Client caches and "
@@ -576,9 +584,12 @@ def _installs(data: dict[str, Any]) -> list[str]:
             "resolution only (`--dry-run`), cold" if r["cache"] == "resolve" else r["cache"],
             spread(r["ours"], sec),
             spread(r["pypiserver"], sec),
+            spread(r["peryx"], sec) if "peryx" in r else "-",
             spread(r["no-index"], sec),
             f"**{times(r['ratio'])}**",
             "(not a bar)" if r["cache"] == "resolve" else met(r["ratio"] <= BARS["installs"]),
+            times(r["ratio_vs_peryx"]) if "ratio_vs_peryx" in r else "-",
+            times(r["ratio_vs_no_index"]) if "ratio_vs_no_index" in r else "-",
             times(r["best_possible"]),
         ]
         for r in data["rows"]
@@ -589,9 +600,12 @@ def _installs(data: dict[str, Any]) -> list[str]:
             "cache",
             "ours, median (min - max)",
             "pypiserver",
+            "peryx",
             "no index (local files)",
             "ours / pypiserver",
             "<= 0.8x",
+            "ours / peryx",
+            "ours / no index",
             "no index / pypiserver",
         ],
         rows,
@@ -621,7 +635,8 @@ def _throughput(data: dict[str, Any]) -> list[str]:
         "warm-up. Servers: ours (`serverless-pypi serve`, local directory, its default 16 "
         "worker threads, and `ours-1-thread` with `--threads 1`); pypiserver with "
         "its cached backend (watchdog installed) and with `simple-dir` (its default without "
-        "watchdog); the floor, our own pre-rendered pages served from memory by a minimal "
+        "watchdog); peryx (`peryx serve`, its hosted index, the same files); the floor, "
+        "our own pre-rendered pages served from memory by a minimal "
         "WSGI app on the same server (waitress, 16 threads). The load generator and the "
         "server share the machine's 2 cores, so these are numbers for this machine, not for "
         "a server with its cores to itself.",
@@ -643,14 +658,25 @@ def _throughput(data: dict[str, Any]) -> list[str]:
         ["server", "clients", "requests/s, median (min - max)", "p50 ms", "p99 ms (min - max)"],
         rows,
     )
+    peryx = data.get("ratio_vs_peryx", {})
+    p99 = data.get("p99_vs_static", {})
     out += table(
-        ["clients", "ours / pypiserver", ">= 1.5x", "ours / static floor"],
+        [
+            "clients",
+            "ours / pypiserver",
+            ">= 1.5x",
+            "ours / peryx",
+            "ours / static floor",
+            "p99 ours / floor",
+        ],
         [
             [
                 c,
                 times(v),
                 met(v >= BARS["throughput"]),
+                times(peryx[c]) if c in peryx else "-",
                 f"{data['ratio_vs_static'][c]:.2f}",
+                times(p99[c]) if c in p99 else "-",
             ]
             for c, v in sorted(data["ratio_vs_pypiserver"].items(), key=lambda kv: int(kv[0]))
         ],

@@ -5,6 +5,8 @@
   waitress, its automatic choice when waitress is installed; its cached backend, its
   automatic choice when watchdog is installed; `--cache-control` on downloads, as its
   documentation advises for pip's cache)
+- peryx: `peryx serve` (a Rust index, PyPI package `peryx`) with its default hosted index
+  (`/hosted/simple/`) filled by `peryx import-dir` from the same files
 - static: pre-rendered pages from memory on the same WSGI server (the floor; throughput only)
 - ours-1-thread: ours with one worker thread instead of 16 (throughput only: shows what
   threads contending for the GIL cost)
@@ -30,17 +32,21 @@ STORES = WORK / "stores"
 class Stores:
     ours: Path
     pypiserver: Path
+    peryx: Path | None  # peryx's data directory (None: peryx is not installed)
     pages: Path  # our pre-rendered pages (gzip JSON), for the static floor
     publish_seconds: float
 
 
 def prepare(tree: Tree) -> Stores:
-    """Publish the tree into our store and lay the same files out for pypiserver."""
+    """Publish the tree into our store, lay the same files out for pypiserver, and import
+    them into peryx's hosted index; `tree` holds only files every server accepts
+    (`corpus.accepted_everywhere`)."""
     ours, theirs = STORES / "ours", STORES / "pypiserver"
     shutil.rmtree(STORES, ignore_errors=True)
     theirs.mkdir(parents=True)
     for path in sorted(tree.directory.iterdir()):
         os.link(path, theirs / path.name)
+    peryx = _peryx_import(theirs, STORES / "peryx") if PERYX.exists() else None
     files = _publishable(tree.directory, STORES / "publishable")
     started = time.perf_counter()
     done = subprocess.run(
@@ -54,7 +60,28 @@ def prepare(tree: Tree) -> Stores:
     if done.returncode != 0:
         raise RuntimeError(f"serverless-pypi publish failed:\n{done.stdout}\n{done.stderr}")
     log(f"stores: published {len(files)} files in {seconds:.1f} s")
-    return Stores(ours, theirs, ours / ".serverless-pypi" / "pages", seconds)
+    return Stores(ours, theirs, peryx, ours / ".serverless-pypi" / "pages", seconds)
+
+
+PERYX = BIN / "peryx"
+
+
+def _peryx_import(files: Path, data: Path) -> Path:
+    """A peryx data directory whose hosted index holds every file of `files`."""
+    for argv in (["init"], ["import-dir", "hosted", str(files)]):
+        done = subprocess.run(
+            [str(PERYX), *argv, "--data-dir", str(data)],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"peryx {argv[0]} failed:\n{done.stdout}\n{done.stderr}")
+    refused = [line for line in done.stdout.splitlines() if line.startswith("rejected")]
+    if refused:
+        raise RuntimeError("peryx refused files the corpus kept:\n" + "\n".join(refused))
+    return data
 
 
 def _publishable(corpus: Path, into: Path) -> list[str]:
@@ -116,6 +143,25 @@ def start(kind: str, stores: Stores, probe: str) -> Server:
             "31536000",
             str(stores.pypiserver),
         ]
+    elif kind == "peryx":
+        if stores.peryx is None:
+            raise RuntimeError("peryx is not installed (pip install -e '.[bench]')")
+        argv = [
+            str(PERYX),
+            "serve",
+            "--data-dir",
+            str(stores.peryx),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warn",
+        ]
+        env = clean_env()
+        return start_server(
+            kind, argv, port, "/hosted/simple/", logs, env, ready=f"/hosted/simple/{probe}/"
+        )
     elif kind == "static":
         argv = [
             sys.executable,

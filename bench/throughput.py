@@ -1,4 +1,4 @@
-"""Throughput of the local server under concurrent load, against pypiserver and a floor.
+"""Throughput of the local server under concurrent load, against pypiserver, peryx and a floor.
 
 Clients request the tree's project pages in turn, as pip does (its Accept header, gzip),
 over keep-alive connections, for a bounded time at 1, 8 and 64 concurrent connections.
@@ -15,12 +15,13 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .common import PIP_HEADERS, ROOT, WORK, clean_env, log, ratio, summary
 from .corpus import Tree
 from .servers import Stores, prepare, start
 
-SERVERS = ("ours", "ours-1-thread", "pypiserver", "pypiserver-simple-dir", "static")
+SERVERS = ("ours", "ours-1-thread", "pypiserver", "pypiserver-simple-dir", "peryx", "static")
 CONCURRENCY = (1, 8, 64)
 
 WRK_SCRIPT = """
@@ -99,12 +100,14 @@ def run(tree: Tree, quick: bool = False, stores: Stores | None = None) -> dict[s
     seconds = 1.0 if quick else 3.0
     repeats = 1 if quick else 3
     paths = WORK / "paths.txt"
-    paths.write_text("".join(f"/simple/{name}/\n" for name in tree.projects))
     samples: dict[str, dict[int, list[dict[str, Any]]]] = {}
     for kind in SERVERS:
         server = start(kind, stores, tree.requirements[0])
         try:
-            base = server.url.removesuffix("/simple/")
+            # the same pages under each server's index root (peryx: /hosted/simple/)
+            root = urlsplit(server.url).path
+            paths.write_text("".join(f"{root}{name}/\n" for name in tree.projects))
+            base = server.url.removesuffix(root)
             load(base, paths, 8, 1.0)  # warm-up (not recorded)
             for connections in CONCURRENCY:
                 for _ in range(repeats):
@@ -139,6 +142,11 @@ def run(tree: Tree, quick: bool = False, stores: Stores | None = None) -> dict[s
         median: float = row["rps"]["median"]
         return median
 
+    def p99(kind: str, connections: int) -> float:
+        row = next(r for r in rows if r["server"] == kind and r["connections"] == connections)
+        median: float = row["p99_ms"]["median"]
+        return median
+
     return {
         "generator": generator,
         "seconds_per_run": seconds,
@@ -149,4 +157,6 @@ def run(tree: Tree, quick: bool = False, stores: Stores | None = None) -> dict[s
             str(c): ratio(rps("ours", c), rps("pypiserver", c)) for c in CONCURRENCY
         },
         "ratio_vs_static": {str(c): ratio(rps("ours", c), rps("static", c)) for c in CONCURRENCY},
+        "ratio_vs_peryx": {str(c): ratio(rps("ours", c), rps("peryx", c)) for c in CONCURRENCY},
+        "p99_vs_static": {str(c): ratio(p99("ours", c), p99("static", c)) for c in CONCURRENCY},
     }

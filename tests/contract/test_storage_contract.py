@@ -456,3 +456,28 @@ def test_local_store_hides_its_own_bookkeeping(local_store: LocalStore) -> None:
     assert (local_store.root / ".locks").is_dir()
     assert [i.key for i in local_store.list()] == ["pkg/a"]
     assert list(local_store.list_folders()) == ["pkg"]
+
+
+def test_local_store_sees_a_folder_replaced_under_it(
+    local_store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # reads stat in a folder held open, checked again every _FOLDER_RECHECK seconds
+    import serverless_pypi.storage.local as local
+
+    monkeypatch.setattr(local, "_FOLDER_RECHECK", 0.0)
+    etag = local_store.put("pkg/a", b"1")
+    with pytest.raises(NotModified):
+        local_store.get("pkg/a", if_none_match=etag)
+    (local_store.root / "pkg").rename(tmp_path / "old")
+    with pytest.raises(NotFound):
+        local_store.get("pkg/a", if_none_match=etag)
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "a").write_bytes(b"secret")
+    (local_store.root / "pkg").symlink_to(tmp_path / "secret")
+    with pytest.raises(NotFound):
+        local_store.get("pkg/a", if_none_match=etag)
+    with pytest.raises(NotFound):
+        local_store.head("pkg/a")
+    (local_store.root / "pkg").unlink()
+    local_store.put("pkg/a", b"2")
+    assert local_store.get("pkg/a", if_none_match=etag).data == b"2"

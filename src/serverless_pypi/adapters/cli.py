@@ -334,11 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from serverless_pypi.adapters.server import EscapingFormatter
+    from serverless_pypi.adapters.server import REQUEST_FORMAT, EscapingFormatter, GroupWriteHandler
 
     # requests reach the log (paths, waitress's messages): control characters are escaped
-    handler = logging.StreamHandler()
-    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
+    handler = GroupWriteHandler()
+    # the format names none of these: not looked up for every record (a request line each)
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    handler.setFormatter(EscapingFormatter(REQUEST_FORMAT))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     logging.getLogger("botocore").setLevel(logging.WARNING)
     func: Callable[[argparse.Namespace], int] = args.func

@@ -6,6 +6,7 @@ application and translate the `Response` back. Nothing here does I/O.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import re
@@ -116,6 +117,7 @@ def encoding_tag(etag: str, gzip: bool) -> str:
     return etag[:-1] + GZIP_TAG_SUFFIX + '"' if gzip else etag
 
 
+@functools.lru_cache(maxsize=1024)  # a page's Last-Modified is formatted once, not per request
 def http_date(moment: datetime) -> str:
     """RFC 9110 section 5.6.7 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`."""
     if moment.tzinfo is None:
@@ -220,6 +222,16 @@ def accepts_gzip(headers: Headers) -> bool:
     value = headers.get("accept-encoding")
     if not value:
         return False
+    if len(value) <= _MEMO_LENGTH:
+        return _gzip_allowed_memo(value)
+    return _gzip_allowed(value)
+
+
+#: the longest Accept-Encoding whose answer is remembered (clients send a few values)
+_MEMO_LENGTH = 256
+
+
+def _gzip_allowed(value: str) -> bool:
     # an explicit gzip entry wins over `*`, which covers only codings not listed
     found: dict[str, bool] = {}
     for item in value.split(","):
@@ -237,6 +249,9 @@ def accepts_gzip(headers: Headers) -> bool:
                     found[coding] = False
                 break
     return found.get("gzip", found.get("*", False))
+
+
+_gzip_allowed_memo = functools.lru_cache(maxsize=64)(_gzip_allowed)
 
 
 def compress(body: bytes) -> bytes:

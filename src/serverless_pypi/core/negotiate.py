@@ -7,6 +7,7 @@ overrides it; a malformed header or no acceptable offer falls back to HTML (like
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -106,8 +107,18 @@ def _quality(ranges: list[MediaRange], media_type: str) -> float:
     return best_q
 
 
+#: the longest Accept (and `?format=`) whose choice is remembered: clients send a few values
+_MEMO_LENGTH = 512
+
+
 def choose_format(accept: str | None, format_param: str | None = None) -> Format:
     """The page format to serve for an Accept header and an optional `?format=`."""
+    if len(accept or "") + len(format_param or "") <= _MEMO_LENGTH:
+        return _choose_memo(accept, format_param)
+    return _choose(accept, format_param)
+
+
+def _choose(accept: str | None, format_param: str | None) -> Format:
     if format_param:
         # a literal "+" in the query (`?format=application/vnd.pypi.simple.v1+json`, as the
         # PEP writes it) arrives as a space from form decoding: no media type holds a space
@@ -122,3 +133,7 @@ def choose_format(accept: str | None, format_param: str | None = None) -> Format
         if q > best_q:
             best, best_q = fmt, q
     return best
+
+
+# every request negotiates; pip and uv each send one Accept header: its choice is kept
+_choose_memo = functools.lru_cache(maxsize=256)(_choose)

@@ -12,7 +12,10 @@ import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +40,16 @@ _LOCKS = ".locks"
 _TMP = ".tmp-"
 #: tries to create a folder and a file in it while concurrent deletes remove the folder
 _MKDIR_ATTEMPTS = 100
+_NO_PART = frozenset({"", ".", ".."})
+#: folders held open for reads (the index's busy few: pages, manifests), at most
+_FOLDERS_HELD = 32
+#: how often a folder held open is checked to still be the one at its path, seconds
+_FOLDER_RECHECK = 1.0
+_DIR_FD = os.stat in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _etag(st: os.stat_result) -> str:
@@ -56,28 +69,122 @@ def _info(key: str, st: os.stat_result) -> ObjectInfo:
 class LocalStore(Store):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
+        self._root = str(self.root).rstrip("/")
+        #: folder (key prefix) -> (descriptor, when it was checked): see `_folder`
+        self._folders: dict[str, tuple[int, float]] = {}
+        self._folders_lock = threading.Lock()
+        self._retired: list[tuple[int, float]] = []
         self.location = str(self.root)
 
     # -- keys and paths -----------------------------------------------------------------
-    def _path(self, key: str) -> Path:
+    def _parts(self, key: str) -> list[str]:
         parts = key.split("/")
         if (
             not key
-            or key.startswith("/")
+            or key[0] == "/"
             or "\\" in key
             or "\x00" in key
-            or any(p in {"", ".", ".."} for p in parts)
             or parts[0] == _LOCKS
-            or any(p.startswith(_TMP) for p in parts)
+            or any(p in _NO_PART or p.startswith(_TMP) for p in parts)
         ):
             raise NotFound(key)
-        path = self.root.joinpath(*parts)
+        return parts
+
+    def _path(self, key: str) -> Path:
+        path = self.root.joinpath(*self._parts(key))
         # a symlink inside the store must not lead out of it
         if not path.resolve().is_relative_to(self.root):
             raise NotFound(key)
         return path
 
-    def _stat(self, key: str) -> tuple[Path, os.stat_result]:
+    def _stat(self, key: str) -> os.stat_result:
+        """The object's stat, for a read that may end in "not modified".
+
+        The hot path of every read (a page's revalidation): one `fstatat` in the object's
+        folder, held open (`_folder`), which never follows a symbolic link; anything else
+        (a link, a folder not held, a miss) takes the walk of `_stat_walk`.
+        """
+        parts = self._parts(key)
+        fd = self._folder("/".join(parts[:-1])) if _DIR_FD else None
+        if fd is not None:
+            try:
+                st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                pass  # gone, or its folder: the walk says which
+            else:
+                if stat.S_ISREG(st.st_mode):
+                    return st
+        return self._stat_walk(key, parts)[1]
+
+    def _stat_walk(self, key: str, parts: list[str]) -> tuple[str, os.stat_result]:
+        """The object's path and stat: one lstat per level below the root, and the full
+        resolution only when a symbolic link is on the way (it must stay in the store)."""
+        name = self._root
+        try:
+            for part in parts:
+                name = f"{name}/{part}"
+                st = os.lstat(name)
+                if stat.S_ISLNK(st.st_mode):
+                    return self._stat_resolved(key)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(key) from None
+        except OSError as e:
+            raise StoreError(f"cannot read {key!r}: {e}") from e
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound(key)
+        return name, st
+
+    def _folder(self, folder: str) -> int | None:
+        """A descriptor of the folder `folder` (a key prefix), checked at most every
+        `_FOLDER_RECHECK` seconds to still be the folder at that path; None when not held."""
+        held = self._folders.get(folder)
+        if held is not None and time.monotonic() - held[1] < _FOLDER_RECHECK:
+            return held[0]
+        with self._folders_lock:
+            now = time.monotonic()
+            held = self._folders.get(folder)
+            if held is not None and now - held[1] < _FOLDER_RECHECK:
+                return held[0]
+            if held is None and len(self._folders) >= _FOLDERS_HELD:
+                return None
+            found = self._open_folder(folder, None if held is None else held[0])
+            if found is None:
+                self._folders.pop(folder, None)
+                if held is not None:
+                    self._retire(held[0], now)
+                return None
+            if held is not None and found != held[0]:
+                self._retire(held[0], now)
+            self._folders[folder] = (found, now)
+            return found
+
+    def _open_folder(self, folder: str, held: int | None) -> int | None:
+        # every level a folder, none a link; `held` is kept if it is still that folder
+        name, st = self._root, None
+        try:
+            st = os.lstat(name)
+            for part in folder.split("/") if folder else ():
+                name = f"{name}/{part}"
+                st = os.lstat(name)
+                if not stat.S_ISDIR(st.st_mode):
+                    return None
+            if held is not None and _same(os.fstat(held), st):
+                return held
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        if not _same(os.fstat(fd), st):  # replaced between the walk and the open
+            os.close(fd)
+            return None
+        return fd
+
+    def _retire(self, fd: int, now: float) -> None:
+        # another thread may be about to use it: closed a while later, not now
+        self._retired.append((fd, now))
+        while self._retired and now - self._retired[0][1] > 10 * _FOLDER_RECHECK:
+            os.close(self._retired.pop(0)[0])
+
+    def _stat_resolved(self, key: str) -> tuple[str, os.stat_result]:
         path = self._path(key)
         try:
             st = path.stat()
@@ -85,9 +192,9 @@ class LocalStore(Store):
             raise NotFound(key) from None
         except OSError as e:
             raise StoreError(f"cannot read {key!r}: {e}") from e
-        if not path.is_file():
+        if not stat.S_ISREG(st.st_mode):
             raise NotFound(key)
-        return path, st
+        return str(path), st
 
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:
@@ -103,19 +210,18 @@ class LocalStore(Store):
 
     # -- reads --------------------------------------------------------------------------
     def get(self, key: str, *, if_none_match: str | None = None) -> Blob:
-        path, st = self._stat(key)
-        etag = _etag(st)
-        if if_none_match is not None and if_none_match == etag:
+        if if_none_match is not None and if_none_match == _etag(self._stat(key)):
             raise NotModified(key)
+        path, st = self._stat_walk(key, self._parts(key))
+        etag = _etag(st)
         try:
-            data = path.read_bytes()
+            data = Path(path).read_bytes()
         except FileNotFoundError:
             raise NotFound(key) from None
         return Blob(data, etag, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def head(self, key: str) -> ObjectInfo:
-        _, st = self._stat(key)
-        return _info(key, st)
+        return _info(key, self._stat(key))
 
     @contextlib.contextmanager
     def open(self, key: str, *, if_match: str | None = None) -> Iterator[BinaryIO]:
