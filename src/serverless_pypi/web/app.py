@@ -38,7 +38,6 @@ from serverless_pypi.core.http import (
     accepts_gzip,
     compress,
     encoding_tag,
-    etag_matches,
     http_date,
     make_etag,
     parse_if_none_match,
@@ -103,14 +102,14 @@ class Application:
     # -- entry point ------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
         try:
-            if request.method in READ_METHODS:
-                _if_none_match(request)  # a malformed conditional is refused on every read
-            return self._dispatch(request)
+            # parsed once: a malformed conditional is refused on every read
+            wanted = _if_none_match(request) if request.method in READ_METHODS else None
+            return self._dispatch(request, wanted)
         except (DomainError, StoreError) as e:
             self._failures.report(e, request.method, self.repository.location)
             return error_response(e)
 
-    def _dispatch(self, request: Request) -> Response:
+    def _dispatch(self, request: Request, wanted: IfNoneMatch | None) -> Response:
         segments = split_path(request.path)
         if request.method == "POST" and segments in UPLOAD_PATHS:
             if self.upload is None:
@@ -123,7 +122,7 @@ class Application:
             raise MethodNotAllowed(f"{request.method} is not allowed here.", allow)
         if segments == [""]:
             self._authorize(request, None)
-            return self._root(request)
+            return self._root(request, wanted)
         project = self._project_name(segments[0])
         if len(segments) == 1:
             # PEP 503: every page URL ends in "/"
@@ -132,10 +131,10 @@ class Application:
             if segments[0] != project:
                 return redirect(301, "../" + quote(project, safe="") + "/", "max-age=3600")
             self._authorize(request, project)
-            return self._project(request, project)
+            return self._project(request, project, wanted)
         if len(segments) == 2:
             self._authorize(request, project)
-            return self._file(request, project, segments[1])
+            return self._file(request, project, segments[1], wanted)
         raise NoSuchPath("Not found: the index has project pages and their files only.")
 
     def _authorize(self, request: Request, project: NormalizedName | None) -> None:
@@ -173,15 +172,17 @@ class Application:
     def _page_response(
         self,
         request: Request,
+        wanted: IfNoneMatch | None,
         fmt: Format,
         body: bytes,
-        etag: str,
-        last_modified: datetime | None = None,
+        *,
+        last_modified: datetime | None,
     ) -> Response:
-        """A page rendered for this request."""
+        """A page rendered for this request, tagged by its bytes."""
+        etag = make_etag(body)
         gz = accepts_gzip(request.headers) and len(body) >= GZIP_MIN_SIZE
         headers = self._headers(fmt, encoding_tag(etag, gz), last_modified)
-        if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
+        if wanted is not None and wanted.matches(headers["ETag"]):
             return Response(304, headers)
         if gz:
             headers["Content-Encoding"] = "gzip"
@@ -209,17 +210,18 @@ class Application:
                 return redirect(302, elsewhere.url)
         return Response(200, headers, body)
 
-    def _root(self, request: Request) -> Response:
+    def _root(self, request: Request, wanted: IfNoneMatch | None) -> Response:
         """The project list, HTML and JSON rendered from one read of one source."""
         fmt = choose_format(request.headers.get("accept"), request.query_param("format"))
         listed = self.repository.project_list()
         page = root_page(listed.names)
         body = render_json(page) if fmt.is_json else render_html(page)
-        return self._page_response(request, fmt, body, make_etag(body), listed.last_modified)
+        return self._page_response(request, wanted, fmt, body, last_modified=listed.last_modified)
 
-    def _project(self, request: Request, name: NormalizedName) -> Response:
+    def _project(
+        self, request: Request, name: NormalizedName, wanted: IfNoneMatch | None
+    ) -> Response:
         fmt = choose_format(request.headers.get("accept"), request.query_param("format"))
-        wanted = _if_none_match(request)
         # the store holds one object for both codings: it compares the tags of this one
         gz = accepts_gzip(request.headers)
         stored = wanted.for_encoding(gz) if wanted is not None else None
@@ -235,16 +237,18 @@ class Application:
             raise NoSuchProject(f"Project {name!r} has no files this index serves.")
         model = project_page(page)
         body = render_json(model) if fmt.is_json else render_html(model)
-        return self._page_response(request, fmt, body, make_etag(body), page.last_modified)
+        return self._page_response(request, wanted, fmt, body, last_modified=page.last_modified)
 
     # -- files --------------------------------------------------------------------------
-    def _file(self, request: Request, name: NormalizedName, filename: str) -> Response:
+    def _file(
+        self, request: Request, name: NormalizedName, filename: str, wanted: IfNoneMatch | None
+    ) -> Response:
         try:
             check_filename(filename)
         except InvalidFilename as e:
             raise InvalidRequest(f"Not a file name: {e}") from None
         if filename.endswith(".metadata"):
-            return self._metadata(request, name, filename.removesuffix(".metadata"))
+            return self._metadata(name, filename.removesuffix(".metadata"), wanted)
         found = self.repository.locate(name, filename, request.method)
         if isinstance(found, Redirect):
             return redirect(302, found.url)
@@ -259,7 +263,9 @@ class Application:
             file=found.path,
         )
 
-    def _metadata(self, request: Request, name: NormalizedName, filename: str) -> Response:
+    def _metadata(
+        self, name: NormalizedName, filename: str, wanted: IfNoneMatch | None
+    ) -> Response:
         found = self.repository.metadata(name, filename)
         # served as stored (never gzip-encoded): the store's strong tag names these bytes
         headers = {
@@ -269,6 +275,6 @@ class Application:
         }
         if found.last_modified is not None:
             headers["Last-Modified"] = http_date(found.last_modified)
-        if etag_matches(request.headers.get("if-none-match"), found.etag):
+        if wanted is not None and wanted.matches(found.etag):
             return Response(304, headers)
         return Response(200, headers, found.data)
