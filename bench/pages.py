@@ -24,7 +24,7 @@ from .lambda_events import (
     rest_event,
     silence_logs,
 )
-from .populate import fill, project_name
+from .populate import filenames, fill, project_name
 from .reference import ReferenceHandler
 
 SIZES = (10, 100, 1_000, 10_000)
@@ -156,6 +156,8 @@ def run(moto: Moto, quick: bool = False) -> dict[str, Any]:
         results["bare"] = [
             {"files": n, **_against_bare(ours(s3_app), s3_app, n, quick)} for n in SIZES
         ]
+        results["per_install"] = _per_install(ours(s3_app), s3_app, s3_calls)
+        log(f"pages: S3 requests of one warm install: {results['per_install']}")
         aws_lambda.application = original
 
     def p50(handler: str, files: int) -> float:
@@ -177,6 +179,44 @@ def run(moto: Moto, quick: bool = False) -> dict[str, Any]:
     results["growth_s3"] = ratio(p50("ours-s3", 10_000), p50("ours-s3", 10))
     results["growth_local"] = ratio(p50("ours-local", 10_000), p50("ours-local", 10))
     return results
+
+
+def _per_install(handler: Handler, app: Any, counter: StoreCounter) -> dict[str, Any]:
+    """The S3 requests of one warm install of one wheel through the function: its project
+    page, its core metadata file and its download (a redirect to a presigned URL), as pip
+    and uv ask for them; the client's download from S3 is one more GET, outside the function.
+
+    Counted on the second install of the same file (the first warms the function up). The
+    pages bucket holds no core metadata files: the one the wheel's record names is written
+    first (the application serves the stored bytes as they are).
+    """
+    from serverless_pypi.index import layout
+
+    name = project_name(SIZES[0])
+    wheel = next(f for f in filenames(name, SIZES[0]) if f.endswith(".whl"))
+    store = app.repository.reader.store
+    store.put(layout.metadata_key(name, wheel), b"Metadata-Version: 2.1\nName: x\n\n")
+    steps = {
+        "page": rest_event(f"{name}/"),
+        "metadata": rest_event(f"{name}/{wheel}.metadata"),
+        "download": rest_event(f"{name}/{wheel}"),
+    }
+    calls: dict[str, int] = {}
+    statuses: dict[str, int] = {}
+    for attempt in range(2):
+        for step, event in steps.items():
+            counter.reset()
+            statuses[step] = handler(event)["statusCode"]
+            if attempt == 1:
+                calls[step] = counter.count
+    function = sum(calls.values())
+    return {
+        "calls": calls,
+        "statuses": statuses,
+        "function_requests": function,
+        # the client then downloads the file from S3 with the presigned URL: one GET
+        "with_download": function + (1 if statuses["download"] in (301, 302, 307) else 0),
+    }
 
 
 def _against_bare(handler: Handler, app: Any, files: int, quick: bool) -> dict[str, float]:

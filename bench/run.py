@@ -16,7 +16,7 @@ from typing import Any
 
 from .common import PLOTS, WORK, load_average, log, machine, moto_server, write_json
 
-SECTIONS = ("coldstart", "pages", "installs", "throughput", "indexer")
+SECTIONS = ("coldstart", "pages", "installs", "throughput", "indexer", "upstream")
 RESULTS = PLOTS / "results.json"
 
 
@@ -106,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import indexer
 
         _timed(record, "indexer", lambda: indexer.run(args.quick))
+    if "upstream" in wanted:
+        from . import upstream
+
+        _timed(record, "upstream", lambda: upstream.run(args.quick))
 
     if set(wanted) == set(SECTIONS):
         results["total_seconds"] = time.perf_counter() - started

@@ -10,6 +10,8 @@
 - static: pre-rendered pages from memory on the same WSGI server (the floor; throughput only)
 - ours-1-thread: ours with one worker thread instead of 16 (throughput only: shows what
   threads contending for the GIL cost)
+- ours-max-age-60: ours with `CACHE_CONTROL=max-age=60` (installs only): pages fresh in the
+  client's cache for 60 s, as peryx sends them, instead of revalidated on every use
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from .common import BIN, ROOT, WORK, Server, clean_env, free_port, log, start_se
 from .corpus import Tree
 
 STORES = WORK / "stores"
+#: the Cache-Control of the `ours-max-age-60` variant (peryx's `max-age=60`)
+SHORT_MAX_AGE = "max-age=60"
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,8 @@ def start(kind: str, stores: Stores, probe: str) -> Server:
     """Start one server; `probe` is a project name that must answer 200."""
     port = free_port()
     logs = WORK / "logs" / f"{kind}-{port}.log"
-    if kind in ("ours", "ours-1-thread"):
+    env = clean_env(PYTHONPATH=str(ROOT))
+    if kind in ("ours", "ours-1-thread", "ours-max-age-60"):
         argv = [
             str(BIN / "serverless-pypi"),
             "serve",
@@ -127,6 +132,8 @@ def start(kind: str, stores: Stores, probe: str) -> Server:
         ]
         if kind == "ours-1-thread":
             argv += ["--threads", "1"]
+        if kind == "ours-max-age-60":
+            env["CACHE_CONTROL"] = SHORT_MAX_AGE
     elif kind in ("pypiserver", "pypiserver-simple-dir"):
         backend = "simple-dir" if kind == "pypiserver-simple-dir" else "auto"
         argv = [
@@ -174,5 +181,4 @@ def start(kind: str, stores: Stores, probe: str) -> Server:
         ]
     else:
         raise ValueError(kind)
-    env = clean_env(PYTHONPATH=str(ROOT))
     return start_server(kind, argv, port, "/simple/", logs, env, ready=f"/simple/{probe}/")

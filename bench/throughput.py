@@ -3,7 +3,9 @@
 Clients request the tree's project pages in turn, as pip does (its Accept header, gzip),
 over keep-alive connections, for a bounded time at 1, 8 and 64 concurrent connections.
 The load generator is wrk (C, one thread) when installed, else `bench.loadgen` (Python).
-Client and server share the machine's cores.
+Client and server share the machine's cores. Every server runs for the whole section and the
+runs are interleaved (the order rotating run by run), so each ratio compares runs made
+minutes apart under the same other load.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .common import PIP_HEADERS, ROOT, WORK, clean_env, log, ratio, summary
+from .common import PIP_HEADERS, ROOT, WORK, Server, clean_env, log, ratio, summary
 from .corpus import Tree
 from .servers import Stores, prepare, start
 
@@ -93,36 +95,54 @@ def _python(url: str, paths: Path, connections: int, seconds: float) -> dict[str
     return result
 
 
-def run(tree: Tree, quick: bool = False, stores: Stores | None = None) -> dict[str, Any]:
-    stores = stores or prepare(tree)
-    generator = "wrk" if shutil.which("wrk") else "python"
-    load = _wrk if generator == "wrk" else _python
-    seconds = 1.0 if quick else 3.0
-    repeats = 1 if quick else 3
-    paths = WORK / "paths.txt"
+def _measure(
+    stores: Stores, tree: Tree, load: Any, seconds: float, repeats: int
+) -> dict[str, dict[int, list[dict[str, Any]]]]:
+    """Every server's runs at every concurrency."""
     samples: dict[str, dict[int, list[dict[str, Any]]]] = {}
-    for kind in SERVERS:
-        server = start(kind, stores, tree.requirements[0])
-        try:
+    # every server up at once (idle ones cost nothing) and the runs interleaved, the order
+    # rotating: other work on the machine then weighs on every server alike, and the
+    # ratios compare runs minutes apart at most, not a whole section apart
+    servers: dict[str, Server] = {}
+    try:
+        for kind in SERVERS:
+            servers[kind] = start(kind, stores, tree.requirements[0])
+        targets: dict[str, tuple[str, Path]] = {}
+        for kind, server in servers.items():
             # the same pages under each server's index root (peryx: /hosted/simple/)
             root = urlsplit(server.url).path
-            paths.write_text("".join(f"{root}{name}/\n" for name in tree.projects))
-            base = server.url.removesuffix(root)
-            load(base, paths, 8, 1.0)  # warm-up (not recorded)
-            for connections in CONCURRENCY:
-                for _ in range(repeats):
-                    result = load(base, paths, connections, seconds)
+            listed = WORK / f"paths-{kind}.txt"
+            listed.write_text("".join(f"{root}{name}/\n" for name in tree.projects))
+            targets[kind] = (server.url.removesuffix(root), listed)
+            load(*targets[kind], 8, 1.0)  # warm-up (not recorded)
+        for connections in CONCURRENCY:
+            for i in range(repeats):
+                order = SERVERS[i % len(SERVERS) :] + SERVERS[: i % len(SERVERS)]
+                for kind in order:
+                    result = load(*targets[kind], connections, seconds)
                     if result["errors"]:
                         raise RuntimeError(f"{kind}: {result['errors']} failed requests")
                     samples.setdefault(kind, {}).setdefault(connections, []).append(result)
+            for kind in SERVERS:
                 best = samples[kind][connections]
                 log(
                     f"throughput: {kind:22} c={connections:3} "
                     + " ".join(f"{r['requests'] / r['seconds']:7.0f}/s" for r in best)
                     + f"  p99 {best[-1]['p99_ms']:.1f} ms"
                 )
-        finally:
+    finally:
+        for server in servers.values():
             server.stop()
+    return samples
+
+
+def run(tree: Tree, quick: bool = False, stores: Stores | None = None) -> dict[str, Any]:
+    stores = stores or prepare(tree)
+    generator = "wrk" if shutil.which("wrk") else "python"
+    load = _wrk if generator == "wrk" else _python
+    seconds = 1.0 if quick else 3.0
+    repeats = 1 if quick else 3
+    samples = _measure(stores, tree, load, seconds, repeats)
     rows: list[dict[str, Any]] = []
     for kind in SERVERS:
         for connections in CONCURRENCY:
@@ -159,4 +179,8 @@ def run(tree: Tree, quick: bool = False, stores: Stores | None = None) -> dict[s
         "ratio_vs_static": {str(c): ratio(rps("ours", c), rps("static", c)) for c in CONCURRENCY},
         "ratio_vs_peryx": {str(c): ratio(rps("ours", c), rps("peryx", c)) for c in CONCURRENCY},
         "p99_vs_static": {str(c): ratio(p99("ours", c), p99("static", c)) for c in CONCURRENCY},
+        # 16 worker threads (the default) against one: never lower with more workers
+        "ratio_vs_one_thread": {
+            str(c): ratio(rps("ours", c), rps("ours-1-thread", c)) for c in CONCURRENCY
+        },
     }

@@ -67,6 +67,9 @@ LEFT_OUT_MODULES = frozenset(
     {
         f"{PACKAGE}/adapters/server.py",
         f"{PACKAGE}/adapters/cli.py",
+        # `serverless-pypi mirror` (the command line only) and what it reads
+        f"{PACKAGE}/adapters/mirror.py",
+        f"{PACKAGE}/core/wanted.py",
         f"{PACKAGE}/__main__.py",
         "packaging/pylock.py",
         "packaging/dependency_groups.py",

@@ -133,7 +133,7 @@ resource "aws_sqs_queue_policy" "dlq" {
 
 resource "aws_cloudwatch_metric_alarm" "dlq" {
   alarm_name          = "${local.dlq_name}-not-empty"
-  alarm_description   = "serverless-pypi: the indexer could not process some events; they wait in ${local.dlq_name}. The scheduled reconcile repairs the index; look at the indexer's logs for the cause."
+  alarm_description   = "serverless-pypi: the indexer could not process some events (or, in mirror mode, copy some upstream files); they wait in ${local.dlq_name}. The scheduled reconcile repairs the index, the next download asks for a copy again; look at the indexer's logs for the cause."
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateNumberOfMessagesVisible"
   dimensions          = { QueueName = aws_sqs_queue.dlq.name }

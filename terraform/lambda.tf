@@ -3,9 +3,12 @@
 # Least privilege, per function (keys relative to var.s3_prefix):
 #   API      lists the bucket; reads every key (pages, manifests, tokens, distributions, and
 #            presigns GET/HEAD of distributions); writes and deletes <project>/<file> and the
-#            derived data (uploads, tokens, curation): keys inside a folder, and index.html
+#            derived data (uploads, tokens, curation, cached upstream pages and metadata):
+#            keys inside a folder, and index.html; never a pulled-through upstream copy
 #   indexer  lists the bucket; reads every key; writes and deletes only the derived data:
-#            .serverless-pypi/* and index.html; sends what it cannot process to the DLQ
+#            .serverless-pypi/* (pulled-through upstream copies included) and index.html;
+#            sends what it cannot process to the DLQ
+# upstream.tf adds what the upstream needs (the pull queue, the credentials secret).
 
 # -- log groups (created here, so retention applies from the first line) --------------------------
 
@@ -88,6 +91,17 @@ data "aws_iam_policy_document" "api" {
     actions   = ["s3:PutObject", "s3:DeleteObject"]
     resources = [local.folder_keys_arn, local.root_html_arn]
   }
+
+  # Pulled-through copies of upstream files are written by the indexer only, after it checked
+  # them against the upstream's sha256: whatever a request makes this function do, it cannot
+  # plant a file that the index would then serve as the upstream's. (It may delete one: a
+  # revalidated page that no longer lists a file forgets its copy.)
+  statement {
+    sid       = "NeverWritePulledThroughCopies"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = [local.upstream_files_arn]
+  }
 }
 
 data "aws_iam_policy_document" "reindex" {
@@ -148,8 +162,8 @@ resource "aws_iam_role_policy" "reindex" {
 
 resource "aws_lambda_function" "api" {
   #checkov:skip=CKV_AWS_116:Invoked synchronously by the front; a dead-letter queue only applies to asynchronous invocations.
-  #checkov:skip=CKV_AWS_117:The function talks to S3 only; a VPC would add NAT or endpoint costs and cold-start time for no isolation gain.
-  #checkov:skip=CKV_AWS_173:The environment holds no secrets (bucket name, URLs, switches); tokens live hashed in the bucket.
+  #checkov:skip=CKV_AWS_117:The function talks to S3 (and with an upstream to SQS, Secrets Manager and the upstream index over HTTPS); a VPC would add NAT or endpoint costs and cold-start time for no isolation gain.
+  #checkov:skip=CKV_AWS_173:The environment holds no secrets (bucket name, URLs, switches, the ARN of the upstream's credentials secret); tokens live hashed in the bucket.
   #checkov:skip=CKV_AWS_272:The zip is built reproducibly by `make lambda` and its hash is pinned by source_code_hash; code signing needs an AWS Signer profile the module cannot assume.
   function_name                  = local.lambda_api_function_name
   description                    = var.lambda_api_description
@@ -186,14 +200,24 @@ resource "aws_lambda_function" "api" {
       condition     = var.front != "rest_api" || (var.api_id != null && var.api_execution_arn != null && var.api_root_resource_id != null)
       error_message = "front = \"rest_api\" needs api_id, api_execution_arn and api_root_resource_id of your REST API."
     }
+
+    precondition {
+      condition     = var.lambda_api_fallback_index_url == null || var.upstream_index_url == ""
+      error_message = "Set upstream_index_url or lambda_api_fallback_index_url, not both: lambda_api_fallback_index_url is upstream_index_url with upstream_mode = \"redirect\"."
+    }
+
+    precondition {
+      condition     = var.upstream_credentials_secret_arn == "" || var.upstream_index_url != ""
+      error_message = "upstream_credentials_secret_arn needs upstream_index_url (the credentials are the upstream's)."
+    }
   }
 
-  depends_on = [aws_iam_role_policy.api]
+  depends_on = [aws_iam_role_policy.api, aws_iam_role_policy.api_pull, aws_iam_role_policy.api_upstream_credentials]
 }
 
 resource "aws_lambda_function" "reindex" {
-  #checkov:skip=CKV_AWS_117:The function talks to S3 and SQS only; a VPC would add NAT or endpoint costs for no isolation gain.
-  #checkov:skip=CKV_AWS_173:The environment holds the bucket name and prefix only.
+  #checkov:skip=CKV_AWS_117:The function talks to S3 and SQS (and in mirror mode to Secrets Manager and the upstream index over HTTPS); a VPC would add NAT or endpoint costs for no isolation gain.
+  #checkov:skip=CKV_AWS_173:The environment holds the bucket name, prefix, upstream URL and the ARN of the upstream's credentials secret only.
   #checkov:skip=CKV_AWS_272:The zip is built reproducibly by `make lambda` and its hash is pinned by source_code_hash; code signing needs an AWS Signer profile the module cannot assume.
   function_name                  = local.lambda_reindex_function_name
   description                    = var.lambda_reindex_description
@@ -226,7 +250,7 @@ resource "aws_lambda_function" "reindex" {
     mode = "PassThrough"
   }
 
-  depends_on = [aws_iam_role_policy.reindex]
+  depends_on = [aws_iam_role_policy.reindex, aws_iam_role_policy.reindex_pull, aws_iam_role_policy.reindex_upstream_credentials]
 }
 
 # EventBridge invokes the indexer asynchronously: Lambda retries a failed event twice, for up

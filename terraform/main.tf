@@ -4,6 +4,7 @@
 #   lambda.tf   the two functions, their log groups and their (separate) IAM roles
 #   events.tf   S3 -> EventBridge -> indexer, the scheduled reconcile, the dead-letter queue
 #   front.tf    what answers HTTPS: an HTTP API, a function URL, or your REST API
+#   upstream.tf the upstream: the queue of copies to pull through (mirror mode), its grants
 
 data "aws_partition" "current" {}
 
@@ -16,6 +17,7 @@ locals {
   event_rule_name              = coalesce(var.event_rule_name, "${var.name}-s3-events")
   reconcile_rule_name          = "${var.name}-reconcile"
   dlq_name                     = coalesce(var.dlq_name, "${var.name}-reindex-dlq")
+  pull_queue_name              = coalesce(var.upstream_pull_queue_name, "${var.name}-pull")
   api_name                     = coalesce(var.api_name, var.name)
 
   # The code: one zip (`make lambda`), two entry points (src/serverless_pypi/aws_lambda.py).
@@ -49,10 +51,21 @@ locals {
     REQUIRE_AUTH_FOR_READ = var.require_auth_for_read ? "true" : "false"
     MAX_UPLOAD_SIZE       = var.max_upload_size == null ? null : tostring(var.max_upload_size)
     LOG_REQUESTS          = var.log_requests ? "true" : "false"
+    # the upstream (upstream.tf): set only with an upstream, so the code's defaults apply
+    UPSTREAM_INDEX_URL          = local.upstream ? var.upstream_index_url : null
+    UPSTREAM_MODE               = local.upstream ? var.upstream_mode : null
+    UPSTREAM_TTL                = local.upstream ? tostring(var.upstream_ttl) : null
+    UPSTREAM_CREDENTIALS_SECRET = local.upstream_secret ? var.upstream_credentials_secret_arn : null
+    PULL_QUEUE_URL              = local.upstream_mirror ? aws_sqs_queue.pull[0].url : null
   }
+  # the indexer also copies upstream files (mirror mode): it needs the upstream and its
+  # credentials, never the queue's URL (it receives from the queue through Lambda)
   reindex_environment = {
-    S3_BUCKET = aws_s3_bucket.pypi.id
-    S3_PREFIX = local.s3_prefix
+    S3_BUCKET                   = aws_s3_bucket.pypi.id
+    S3_PREFIX                   = local.s3_prefix
+    UPSTREAM_INDEX_URL          = local.upstream_mirror ? var.upstream_index_url : null
+    UPSTREAM_MODE               = local.upstream_mirror ? var.upstream_mode : null
+    UPSTREAM_CREDENTIALS_SECRET = local.upstream_mirror && local.upstream_secret ? var.upstream_credentials_secret_arn : null
   }
 
   bucket_arn      = aws_s3_bucket.pypi.arn
@@ -60,6 +73,15 @@ locals {
   root_html_arn   = "${aws_s3_bucket.pypi.arn}/${local.s3_prefix}${local.root_html}"
   derived_arn     = "${aws_s3_bucket.pypi.arn}/${local.s3_prefix}${local.reserved_prefix}*"
   folder_keys_arn = "${aws_s3_bucket.pypi.arn}/${local.s3_prefix}*/*"
+
+  # The upstream (upstream.tf, src/serverless_pypi/index/layout.py): cached pages and core
+  # metadata, written by the API function, and pulled-through copies, written by the indexer
+  # only, all under the reserved prefix no project can take.
+  upstream           = var.upstream_index_url != ""
+  upstream_mirror    = local.upstream && var.upstream_mode == "mirror"
+  upstream_secret    = var.upstream_credentials_secret_arn != ""
+  upstream_prefix    = "${local.reserved_prefix}upstream/"
+  upstream_files_arn = "${aws_s3_bucket.pypi.arn}/${local.s3_prefix}${local.upstream_prefix}files/*"
 }
 
 # -- the bucket ----------------------------------------------------------------------------------

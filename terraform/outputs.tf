@@ -77,3 +77,13 @@ output "function_url" {
   description = "front = \"function_url\": the function URL (the index is at <url>simple/). Null otherwise."
   value       = local.function_url ? aws_lambda_function_url.api[0].function_url : null
 }
+
+output "upstream_pull_queue_url" {
+  description = "upstream_mode = \"mirror\": URL of the queue through which the API function asks the indexer for pulled-through copies (PULL_QUEUE_URL). Null otherwise."
+  value       = local.upstream_mirror ? aws_sqs_queue.pull[0].url : null
+}
+
+output "upstream_pull_queue_arn" {
+  description = "upstream_mode = \"mirror\": ARN of the pull queue. Null otherwise."
+  value       = local.upstream_mirror ? aws_sqs_queue.pull[0].arn : null
+}

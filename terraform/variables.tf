@@ -145,7 +145,7 @@ variable "s3_presigned_url_ttl" {
 # -- the index ---------------------------------------------------------------------------------
 
 variable "lambda_api_fallback_index_url" {
-  description = "Where requests for projects the index does not have are redirected (FALLBACK_INDEX_URL), e.g. https://pypi.org/simple/. Null: answer 404."
+  description = "Where requests for projects the index does not have are redirected (FALLBACK_INDEX_URL), e.g. https://pypi.org/simple/. Null: answer 404. The same as upstream_index_url with upstream_mode = \"redirect\"; set one of the two."
   type        = string
   default     = null
 
@@ -156,9 +156,83 @@ variable "lambda_api_fallback_index_url" {
 }
 
 variable "private_projects" {
-  description = "Glob patterns of project names never redirected to the fallback index (PRIVATE_PROJECTS), e.g. [\"acme-*\"]: protects against dependency confusion."
+  description = "Glob patterns of project names served from the bucket only, never looked up on the upstream or fallback index (PRIVATE_PROJECTS), e.g. [\"acme-*\"]: protects against dependency confusion."
   type        = list(string)
   default     = []
+}
+
+# -- the upstream (docs/upstream.md) -------------------------------------------------------------
+
+variable "upstream_index_url" {
+  description = "The upstream simple index (UPSTREAM_INDEX_URL), e.g. https://pypi.org/simple/: projects the bucket does not have are served from it, private ones never. Empty: no upstream. Credentials go in upstream_credentials_secret_arn, never in the URL."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.upstream_index_url == "" || can(regex("^https?://[^/@\\s]+(/\\S*)?$", var.upstream_index_url))
+    error_message = "upstream_index_url must be an http(s) URL without credentials (put them in a Secrets Manager secret: upstream_credentials_secret_arn)."
+  }
+}
+
+variable "upstream_mode" {
+  description = "How the upstream is used (UPSTREAM_MODE): \"redirect\" (302 to the upstream, as lambda_api_fallback_index_url), \"proxy\" (pages served by the index, downloads redirected to the upstream) or \"mirror\" (as proxy, and files are copied into the bucket on first use and served from it after)."
+  type        = string
+  default     = "mirror"
+
+  validation {
+    condition     = contains(["redirect", "proxy", "mirror"], var.upstream_mode)
+    error_message = "upstream_mode must be \"redirect\", \"proxy\" or \"mirror\"."
+  }
+}
+
+variable "upstream_ttl" {
+  description = "Seconds a cached upstream page is served before it is revalidated with a conditional request (UPSTREAM_TTL)."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.upstream_ttl >= 0 && floor(var.upstream_ttl) == var.upstream_ttl
+    error_message = "upstream_ttl must be a whole number of seconds, 0 or more."
+  }
+}
+
+variable "upstream_credentials_secret_arn" {
+  description = "ARN of a Secrets Manager secret holding the upstream's Basic credentials as JSON {\"username\": ..., \"password\": ...} (UPSTREAM_CREDENTIALS_SECRET); the functions that talk to the upstream may read this one secret. Empty: the upstream is public."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.upstream_credentials_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.upstream_credentials_secret_arn))
+    error_message = "upstream_credentials_secret_arn must be the ARN of a Secrets Manager secret (arn:aws:secretsmanager:<region>:<account>:secret:<name>-<suffix>)."
+  }
+}
+
+variable "upstream_pull_queue_name" {
+  description = "upstream_mode = \"mirror\": name of the SQS queue through which the API function asks the indexer to copy upstream files into the bucket. Default: \"<name>-pull\"."
+  type        = string
+  default     = null
+}
+
+variable "upstream_pull_batch_size" {
+  description = "upstream_mode = \"mirror\": copy requests the indexer takes per invocation. Each copy streams one file (up to gigabytes) within the indexer's timeout, so keep it small."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.upstream_pull_batch_size >= 1 && var.upstream_pull_batch_size <= 10
+    error_message = "upstream_pull_batch_size must be between 1 and 10."
+  }
+}
+
+variable "upstream_pull_maximum_concurrency" {
+  description = "upstream_mode = \"mirror\": most indexer invocations copying at once, a ceiling on what a burst of first downloads can cost (Lambda's SQS maximum concurrency, 2-1000; at most lambda_reindex_reserved_concurrency when that is set)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.upstream_pull_maximum_concurrency >= 2 && var.upstream_pull_maximum_concurrency <= 1000
+    error_message = "upstream_pull_maximum_concurrency must be between 2 and 1000 (Lambda's limits for SQS event sources)."
+  }
 }
 
 variable "cache_control" {

@@ -1,10 +1,21 @@
 """The composition root: the one place the application is assembled, for every front.
 
 The repository stack, read top to bottom (each layer wraps the one below it, and a
-deployment without a feature simply has one layer fewer):
+deployment without a feature simply has one layer fewer). Without an upstream, or in
+`redirect` mode (UPSTREAM_MODE, or FALLBACK_INDEX_URL):
 
-    FallbackRepository   unknown, non-private projects redirected (FALLBACK_INDEX_URL)
+    FallbackRepository   unknown, non-private projects redirected to the upstream
       StoreRepository    the index's own store: precomputed pages, manifests, metadata
+
+In `proxy` and `mirror` modes (UPSTREAM_INDEX_URL), two sources side by side, never mixed:
+
+    PrivateFirstRepository   the store's own projects and PRIVATE_PROJECTS names from the
+      |                      store only; every other name from the upstream
+      StoreRepository        the index's own store, as above
+      UpstreamRepository     the upstream's pages, cached in the store (UpstreamCache) and
+                             revalidated after UPSTREAM_TTL; downloads redirected to the
+                             upstream (proxy) or served from verified copies a `Puller`
+                             makes in the store (mirror)
 
 Around it, the application: the access check on reads (REQUIRE_AUTH_FOR_READ) and the upload
 handler. Both are built at their first use, so an open index answers reads without importing
@@ -21,26 +32,78 @@ from serverless_pypi.core.config import Settings
 from serverless_pypi.core.http import Request, Response
 from serverless_pypi.repository.base import Repository
 from serverless_pypi.repository.fallback import FallbackRepository
+from serverless_pypi.repository.private_first import PrivateFirstRepository
 from serverless_pypi.repository.store import StoreRepository
 from serverless_pypi.storage.base import Store
 from serverless_pypi.web.app import Application
 
 if TYPE_CHECKING:
     from serverless_pypi.auth.access import AccessControl
+    from serverless_pypi.repository.upstream import Puller
     from serverless_pypi.web.upload import UploadHandler
 
 __all__ = ["build_application", "build_repository"]
 
 
-def build_repository(store: Store, settings: Settings | None = None) -> Repository:
-    """The repository stack the settings ask for, over `store`."""
+def build_repository(
+    store: Store,
+    settings: Settings | None = None,
+    *,
+    puller: Puller | None = None,
+    background_pulls: bool = True,
+) -> Repository:
+    """The repository stack the settings ask for, over `store`.
+
+    `puller` copies upstream files into the store in mirror mode (the Lambda front passes
+    its queue); None there means a `BackgroundPuller` (the local server's thread pool), or,
+    with `background_pulls=False` (a front that freezes between requests), nobody: the
+    copies the store holds are served, and no new ones are made.
+    """
     settings = settings or Settings()
     repository: Repository = StoreRepository(store, url_ttl=settings.presigned_url_ttl)
-    if settings.fallback_index_url:
-        repository = FallbackRepository(
-            repository, settings.fallback_index_url, settings.private_projects
+    if settings.upstream_index_url is None:
+        return repository
+    if settings.upstream_mode == "redirect":
+        return FallbackRepository(
+            repository,
+            settings.fallback_index_url or settings.upstream_index_url,
+            settings.private_projects,
         )
-    return repository
+    return PrivateFirstRepository(
+        repository,
+        _upstream(store, settings, puller, background_pulls=background_pulls),
+        settings.private_projects,
+    )
+
+
+def _upstream(
+    store: Store, settings: Settings, puller: Puller | None, *, background_pulls: bool
+) -> Repository:
+    """The upstream of proxy and mirror modes (imported only when one is configured)."""
+    from serverless_pypi.index.upstream_cache import UpstreamCache
+    from serverless_pypi.repository.upstream import UpstreamRepository
+    from serverless_pypi.upstream.client import UpstreamClient
+
+    assert settings.upstream_index_url is not None
+    client = UpstreamClient(
+        settings.upstream_index_url,
+        username=settings.upstream_username,
+        password=settings.upstream_password,
+        timeout=settings.upstream_timeout,
+    )
+    cache = UpstreamCache(store)
+    if settings.upstream_mode == "mirror" and puller is None and background_pulls:
+        from serverless_pypi.index.pull import BackgroundPuller
+
+        puller = BackgroundPuller(cache, client)
+    return UpstreamRepository(
+        client,
+        cache,
+        mode=settings.upstream_mode,
+        ttl=settings.upstream_ttl,
+        url_ttl=settings.presigned_url_ttl,
+        puller=puller if settings.upstream_mode == "mirror" else None,
+    )
 
 
 def build_application(
@@ -51,13 +114,16 @@ def build_application(
     max_inline_body: int | None = None,
     max_upload_size: int | None = None,
     too_large_hint: str = "",
+    puller: Puller | None = None,
+    background_pulls: bool = True,
 ) -> Application:
     """The application over `store`, as every front serves it.
 
     The front's own limits are parameters: `max_inline_body` (the largest body it carries:
     larger pages are redirected to the store), `max_upload_size` (the largest upload it can
     carry, below MAX_UPLOAD_SIZE) and `too_large_hint` (what to do instead, appended to the
-    413). `uploads=False` serves reads only.
+    413). `uploads=False` serves reads only. `puller` and
+    `background_pulls`: see `build_repository`.
     """
     settings = settings or Settings()
     if max_inline_body is not None:
@@ -91,7 +157,7 @@ def build_application(
         return uploader()(request)
 
     return Application(
-        build_repository(store, settings),
+        build_repository(store, settings, puller=puller, background_pulls=background_pulls),
         settings,
         upload=upload if uploads else None,
         access=access() if settings.require_auth_for_read else None,

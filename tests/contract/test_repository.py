@@ -153,6 +153,9 @@ class Answers(Repository):
     def metadata(self, name: NormalizedName, filename: str) -> CoreMetadata:
         raise NoSuchFile(f"No core metadata for {filename!r} in project {name!r}.")
 
+    def owns(self, name: NormalizedName) -> bool:
+        return name in self.pages
+
 
 def page_of(repository: Repository, name: str) -> ProjectPage:
     return repository.project_page(NormalizedName(name), json=False, if_none_match=None)

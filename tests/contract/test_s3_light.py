@@ -1,14 +1,16 @@
 """The API function's S3 client (`storage.s3_light`): what the shared store contract does not say.
 
 The contract itself (tests/contract/test_storage_contract.py, test_deliver.py) runs over it as
-the `s3-light` store. Here: its reads import no AWS SDK, its writes go through boto3 (imported
-at the first one), listings follow continuation tokens, S3's refusals mean what they mean to
-the boto3 store, busy answers are retried, stale kept-alive connections are replaced, and
-without credentials in the environment it answers through boto3's credential chain.
+the `s3-light` store. Here: its reads and small puts import no AWS SDK, its other writes go
+through boto3 (imported at the first one), listings follow continuation tokens, S3's refusals
+mean what they mean to the boto3 store, busy answers are retried, stale kept-alive connections
+are replaced, and without credentials in the environment it answers through boto3's credential
+chain.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -47,8 +49,10 @@ store.check()
 with store.open("pkg/a.whl") as stream:
     assert stream.read() == b"wheel"
 assert "X-Amz-Signature=" in store.deliver("pkg/a.whl", "GET", 60).url
+store.put("pkg/b.whl", b"more", if_none_match=True)  # a small put: signed here too
+assert store.get("pkg/b.whl").data == b"more"
 before = sorted(m for m in sys.modules if m.split(".")[0] in {"boto3", "botocore"})
-store.put("pkg/b.whl", b"more")
+store.delete("pkg/b.whl")
 after = any(m.split(".")[0] == "boto3" for m in sys.modules)
 print(json.dumps({"before": before, "after": after}))
 """
@@ -75,8 +79,9 @@ def test_the_writer_is_built_at_the_first_write(light_s3_store: LightS3Store) ->
     with pytest.raises(NotFound):
         light_s3_store.get("pkg/x")
     list(light_s3_store.list())
+    light_s3_store.put("pkg/y", b"small bytes")
     assert light_s3_store._writer is None
-    light_s3_store.put("pkg/x", b"1")
+    light_s3_store.put("pkg/x", io.BytesIO(b"1"))  # a file object: through boto3
     assert light_s3_store._writer is not None
     assert light_s3_store.get("pkg/x").data == b"1"
 

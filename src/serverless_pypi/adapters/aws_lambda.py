@@ -5,14 +5,24 @@ a stage such as `simple`), HTTP API (payload 2.0) and Lambda function URL events
 `reindex_handler` keeps derived data current from S3 events (see `serverless_pypi.index.events`).
 
 Configuration comes from the environment: S3_BUCKET (required), S3_PREFIX,
-S3_PRESIGNED_URL_TTL, FALLBACK_INDEX_URL, PRIVATE_PROJECTS, CACHE_CONTROL,
+S3_PRESIGNED_URL_TTL, FALLBACK_INDEX_URL, UPSTREAM_INDEX_URL, UPSTREAM_MODE, UPSTREAM_TTL,
+UPSTREAM_CREDENTIALS_SECRET, PULL_QUEUE_URL, PRIVATE_PROJECTS, CACHE_CONTROL,
 REQUIRE_AUTH_FOR_READ, MAX_UPLOAD_SIZE, LOG_REQUESTS.
+
+Mirror mode on Lambda: the API function answers the first download of an upstream file with
+the upstream's URL and sends `{"pull": {"project": ..., "file": ...}}` to PULL_QUEUE_URL; the
+indexer function receives it and streams the file into the bucket (`index.pull.pull_file`,
+verified against the upstream's sha256 before it is ever served), a copy that may take
+minutes and never passes through the API function. UPSTREAM_CREDENTIALS_SECRET is the ARN of
+a Secrets Manager secret `{"username": ..., "password": ...}` for the upstream, read once per
+execution environment (boto3-free, `storage.aws_json`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import json
 import logging
@@ -33,7 +43,9 @@ from serverless_pypi.web.paths import index_route
 if TYPE_CHECKING:
     from serverless_pypi.index.events import Message
     from serverless_pypi.index.indexer import Indexer
+    from serverless_pypi.repository.upstream import Puller
     from serverless_pypi.storage.s3 import S3Store
+    from serverless_pypi.upstream.client import UpstreamClient
 
 __all__ = ["BadEvent", "api_handler", "lambda_request", "lambda_response", "reindex_handler"]
 
@@ -74,7 +86,8 @@ def _store() -> S3Store:
 def application() -> Application:
     """The application of this execution environment, built once and then reused."""
     # the settings first: an invalid one fails every request before a client is built
-    settings = Settings.from_env()
+    settings = _upstream_credentials(Settings.from_env())
+    puller = _puller(settings)
     store = _api_store()
     return build_application(
         store,
@@ -86,7 +99,79 @@ def application() -> Application:
             "third): publish larger files straight to the bucket with "
             f"`serverless-pypi publish --store {store.location.rstrip('/')} FILE`."
         ),
+        puller=puller,
+        # a thread of this function could copy nothing: Lambda freezes it between requests
+        background_pulls=False,
     )
+
+
+def _uses_upstream(settings: Settings) -> bool:
+    """The index serves the upstream's pages itself (proxy or mirror): it talks to it."""
+    return settings.upstream_index_url is not None and settings.upstream_mode in {
+        "proxy",
+        "mirror",
+    }
+
+
+def _upstream_credentials(settings: Settings) -> Settings:
+    """`settings` with the upstream's credentials from UPSTREAM_CREDENTIALS_SECRET, if set."""
+    arn = os.environ.get("UPSTREAM_CREDENTIALS_SECRET", "").strip()
+    if not arn or not _uses_upstream(settings):
+        return settings
+    if settings.upstream_username is not None or settings.upstream_password is not None:
+        raise ConfigError(
+            "UPSTREAM_CREDENTIALS_SECRET is set and the upstream has credentials already "
+            "(UPSTREAM_USERNAME / UPSTREAM_PASSWORD, or in UPSTREAM_INDEX_URL): give them in "
+            "one place only"
+        )
+    username, password = _secret_credentials(arn)
+    return dataclasses.replace(settings, upstream_username=username, upstream_password=password)
+
+
+@functools.cache
+def _secret_credentials(arn: str) -> tuple[str, str]:
+    """The (username, password) the secret `arn` holds as JSON; read once (a failure is
+    not cached: the next request asks again). ConfigError names the secret, never its value."""
+    from serverless_pypi.storage.aws_json import SECRETS_MANAGER, AwsCallFailed, AwsJsonClient
+
+    try:
+        answer = AwsJsonClient(SECRETS_MANAGER).call("GetSecretValue", {"SecretId": arn})
+    except AwsCallFailed as e:
+        raise ConfigError(f"cannot read UPSTREAM_CREDENTIALS_SECRET {arn}: {e}") from None
+    try:
+        value = json.loads(answer.get("SecretString") or "")
+    except ValueError:
+        value = None
+    if not (
+        isinstance(value, dict)
+        and isinstance(value.get("username"), str)
+        and isinstance(value.get("password"), str)
+    ):
+        raise ConfigError(
+            f"UPSTREAM_CREDENTIALS_SECRET {arn} must hold the JSON object "
+            '{"username": "...", "password": "..."} (as a secret string)'
+        )
+    return value["username"], value["password"]
+
+
+def _puller(settings: Settings) -> Puller | None:
+    """What asks for pulled-through copies in mirror mode: the pull queue (PULL_QUEUE_URL).
+
+    Without the queue nothing is copied (logged once): downloads go to the upstream as in
+    proxy mode, but for the copies the bucket holds already (`serverless-pypi mirror`)."""
+    if not _uses_upstream(settings) or settings.upstream_mode != "mirror":
+        return None
+    queue_url = os.environ.get("PULL_QUEUE_URL", "").strip()
+    if queue_url:
+        from serverless_pypi.index.pull import QueuePuller
+
+        return QueuePuller(queue_url)
+    _log_once(
+        "UPSTREAM_MODE=mirror needs PULL_QUEUE_URL (the queue of the function that copies): "
+        "upstream files are not copied, downloads go to the upstream (as in proxy mode) but "
+        "for the copies the bucket holds"
+    )
+    return None
 
 
 @functools.lru_cache(maxsize=64)
@@ -271,8 +356,47 @@ def indexer() -> Indexer:
     return Indexer(_store())
 
 
+@functools.cache
+def _pull_client() -> UpstreamClient:
+    """The indexer's client of the upstream it copies files from (mirror mode)."""
+    from serverless_pypi.upstream.client import UpstreamClient
+
+    settings = _upstream_credentials(Settings.from_env())
+    if not _uses_upstream(settings):
+        raise ConfigError(
+            "a pull request arrived, but UPSTREAM_INDEX_URL (mode proxy or mirror) is not set "
+            "on this function"
+        )
+    assert settings.upstream_index_url is not None
+    return UpstreamClient(
+        settings.upstream_index_url,
+        username=settings.upstream_username,
+        password=settings.upstream_password,
+        timeout=settings.upstream_timeout,
+    )
+
+
+def _pull(worker: Indexer, message: Message, counts: dict[str, int]) -> None:
+    """Copy the upstream files a message asks for. A refused copy (the bytes do not match the
+    upstream's page) is logged by `pull_file` and done with: a retry would be refused again.
+    Other failures (the upstream down, the store failing) raise: the message is retried."""
+    from serverless_pypi.index.pull import PullRefused, pull_file
+    from serverless_pypi.index.upstream_cache import UpstreamCache
+
+    cache = UpstreamCache(worker.store)
+    for name, filename in message.pulls:
+        try:
+            copied = pull_file(cache, _pull_client(), name, filename)
+        except PullRefused:
+            outcome = "pull_refused"
+        else:
+            outcome = "pulled" if copied else "already_pulled"
+        counts[outcome] = counts.get(outcome, 0) + 1
+
+
 def _index_message(worker: Indexer, message: Message, counts: dict[str, int]) -> None:
-    """Do what one message asks (a full reindex, keys to index), counting the outcomes."""
+    """Do what one message asks (a full reindex, keys to index, files to pull), counting the
+    outcomes."""
     if message.full_reindex:
         report = worker.reindex()
         counts["reindexed_files"] = counts.get("reindexed_files", 0) + report.files
@@ -293,10 +417,13 @@ def _index_message(worker: Indexer, message: Message, counts: dict[str, int]) ->
         outcome = worker.index_key(key)
         counts[outcome.action] = counts.get(outcome.action, 0) + 1
         log.info(json.dumps({"key": key[:300], "action": outcome.action}))
+    if message.pulls:
+        _pull(worker, message, counts)
 
 
 def reindex_handler(event: Any, context: Any = None) -> dict[str, Any]:
-    """Index the keys an S3 event names, or reindex everything on a scheduled event.
+    """Index the keys an S3 event names, reindex everything on a scheduled event, or copy
+    the upstream files pull messages name (mirror mode).
 
     For SQS batches, failed messages are reported in `batchItemFailures` so only they are
     retried (the event source mapping needs `ReportBatchItemFailures`); a message that cannot

@@ -10,12 +10,15 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serverless_pypi import __version__
-from serverless_pypi.core.config import ConfigError, Settings
+from serverless_pypi.core.config import UPSTREAM_MODES, ConfigError, Settings
 from serverless_pypi.core.errors import DomainError
 from serverless_pypi.storage import Store, StoreError, open_store
+
+if TYPE_CHECKING:
+    from serverless_pypi.core.wanted import Wanted
 
 __all__ = ["main"]
 
@@ -37,6 +40,25 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="S3 endpoint (default: $AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL, else AWS)",
     )
+
+
+def _add_upstream_options(parser: argparse.ArgumentParser, *, modes: bool) -> None:
+    parser.add_argument(
+        "--upstream",
+        metavar="URL",
+        default=None,
+        help="the upstream simple index for projects not published here, e.g. "
+        "https://pypi.org/simple/ (default: $UPSTREAM_INDEX_URL)",
+    )
+    if modes:
+        parser.add_argument(
+            "--upstream-mode",
+            choices=UPSTREAM_MODES,
+            default=None,
+            help="redirect: send clients to the upstream; proxy: serve its pages here, "
+            "downloads from the upstream; mirror: also copy files into the store on first use "
+            "(default: $UPSTREAM_MODE, else mirror)",
+        )
 
 
 def _own_command() -> str:
@@ -63,6 +85,42 @@ def _own_command() -> str:
     return shlex.quote(str(path))
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings from the environment, with `--upstream` / `--upstream-mode` over
+    UPSTREAM_INDEX_URL / UPSTREAM_MODE (a ConfigError names what is wrong)."""
+    upstream: str | None = getattr(args, "upstream", None)
+    mode: str | None = getattr(args, "upstream_mode", None)
+    overrides: dict[str, object] = {}
+    if upstream is not None:
+        # the flag names the upstream: FALLBACK_INDEX_URL in the environment is overridden too
+        overrides |= {"upstream_index_url": upstream.strip() or None, "fallback_index_url": None}
+    if mode is not None:
+        overrides["upstream_mode"] = mode
+        fallback = os.environ.get("FALLBACK_INDEX_URL", "").strip()
+        if upstream is None and fallback and not os.environ.get("UPSTREAM_INDEX_URL"):
+            # a mode chosen on the command line applies to the FALLBACK_INDEX_URL upstream
+            overrides |= {"upstream_index_url": fallback, "fallback_index_url": None}
+    return Settings.from_env(None, **overrides)
+
+
+def _upstream_line(settings: Settings) -> str | None:
+    """What the banner says of the upstream: its URL (never credentials) and mode."""
+    from serverless_pypi.core.config import redact_url
+
+    if not settings.upstream_index_url:
+        return None
+    what = {
+        "redirect": "projects not published here are redirected there",
+        "proxy": "pages served here, files downloaded from there",
+        "mirror": "pages served here, files copied into the store on first use",
+    }[settings.upstream_mode]
+    private = " ".join(settings.private_projects) or "none"
+    return (
+        f"  upstream:   {redact_url(settings.upstream_index_url)} ({settings.upstream_mode}: "
+        f"{what}; PRIVATE_PROJECTS: {private})"
+    )
+
+
 def _serve_banner(args: argparse.Namespace, location: str, settings: Settings) -> str:
     """What `serve` prints once it listens: commands that run as printed in another shell."""
     host = f"[{args.host}]" if ":" in args.host else args.host
@@ -72,6 +130,9 @@ def _serve_banner(args: argparse.Namespace, location: str, settings: Settings) -
     store = shlex.quote(args.store)
     create = f"{me} token create --store {store} --scope"
     lines = [f"serverless-pypi: serving {location} at {url}"]
+    upstream = _upstream_line(settings)
+    if upstream is not None:
+        lines.append(upstream)
     if settings.require_auth_for_read:
         token_url = f'"http://__token__:$READ@{address}/simple/"'
         lines += [
@@ -100,7 +161,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from serverless_pypi.adapters.server import BindError, create_server
     from serverless_pypi.compose import build_application
 
-    settings = Settings.from_env()  # a ConfigError names the setting: nothing is served
+    settings = _settings(args)  # a ConfigError names the setting: nothing is served
     if "://" not in args.store:
         Path(args.store).mkdir(parents=True, exist_ok=True)
     store = _store(args)
@@ -141,7 +202,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_reindex(args: argparse.Namespace) -> int:
     from serverless_pypi.index.indexer import Indexer
 
-    indexer = Indexer(_store(args), workers=args.workers)
+    store = _store(args)
+    indexer = Indexer(store, workers=args.workers)
     bar = _progress_bar("checking" if args.check else "reindexing")
     try:
         report = indexer.reindex(check=args.check, progress=bar.update if bar else None)
@@ -163,18 +225,38 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         print(f"{'stale' if args.check else 'rewrote'} pages: {name}")
     if report.root_changed:
         print("project list: " + ("out of date" if args.check else "rewritten"))
+    upstream_orphans = _upstream_orphans(store, check=args.check)
     print(
         f"{report.projects} projects, {report.files} files: {len(report.indexed)} to index, "
         f"{len(report.removed)} stale, {len(report.orphans)} orphaned, "
         f"{len(report.skipped)} skipped"
     )
-    if args.check and report.drift:
+    if upstream_orphans:
+        verb = "orphaned" if args.check else "deleted"
+        print(f"upstream copies: {upstream_orphans} {verb} (listed by no cached upstream page)")
+    if args.check and (report.drift or upstream_orphans):
         print("drift found: run `serverless-pypi reindex` to repair", file=sys.stderr)
         return 1
     return 0
 
 
-def _progress_bar(label: str) -> Any:
+def _upstream_orphans(store: Store, *, check: bool) -> int:
+    """Report (and unless `check`, delete) the pulled-through copies of upstream files that no
+    cached upstream page lists any more (issue 12: a copy is kept only while something lists
+    it); how many there were."""
+    from serverless_pypi.index.upstream_cache import UpstreamCache
+
+    orphans = list(UpstreamCache(store).orphans())
+    for info in orphans:
+        if check:
+            print(f"orphaned upstream copy: {info.key}")
+        else:
+            store.delete(info.key)
+            print(f"deleted orphaned upstream copy: {info.key}")
+    return len(orphans)
+
+
+def _progress_bar(label: str, unit: str = " projects") -> Any:
     """A tqdm progress bar on a terminal, else None (tqdm is a dependency of the CLI)."""
     if not sys.stderr.isatty():
         return None
@@ -182,7 +264,112 @@ def _progress_bar(label: str) -> Any:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(desc=label, unit=" projects", file=sys.stderr)
+    return tqdm(desc=label, unit=unit, file=sys.stderr)
+
+
+class _BarProgress:
+    """The mirror's progress on a tqdm bar whose total grows as pages name their files."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.bar.total = 0
+
+    def add(self, count: int) -> None:
+        self.bar.total += count
+        self.bar.refresh()
+
+    def done(self) -> None:
+        self.bar.update(1)
+
+
+def _read_wanted(arg: str) -> Wanted:
+    """What one `mirror` argument asks for: a file (by its name: uv.lock, pylock.toml, else
+    a requirements file) when one exists at that path, else a project name or requirement."""
+    from serverless_pypi.core import wanted
+
+    path = Path(arg)
+    if not path.is_file():
+        if os.sep in arg or arg.endswith((".txt", ".in", ".lock", ".toml")):
+            raise wanted.InvalidWanted(f"{arg}: no such file")
+        parsed = wanted.parse_requirement(arg, arg)
+        if isinstance(parsed, str):
+            return wanted.Wanted(notes=(parsed,))
+        return wanted.Wanted((parsed,))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise wanted.InvalidWanted(f"{arg}: cannot be read: {e}") from e
+    kind = wanted.input_kind(path.name)
+    if kind == "uv.lock":
+        return wanted.parse_uv_lock(text, arg)
+    if kind == "pylock":
+        return wanted.parse_pylock(text, arg)
+    return wanted.parse_requirements(text, arg)
+
+
+def cmd_mirror(args: argparse.Namespace) -> int:
+    from serverless_pypi.adapters.mirror import Mirror
+    from serverless_pypi.core.wanted import InvalidWanted, Wanted
+    from serverless_pypi.index.upstream_cache import UpstreamCache
+    from serverless_pypi.repository.private_first import PrivateFirstRepository
+    from serverless_pypi.repository.store import StoreRepository
+    from serverless_pypi.repository.upstream import UpstreamRepository
+    from serverless_pypi.upstream.client import UpstreamClient
+
+    settings = _settings(args)
+    if not settings.upstream_index_url:
+        print("error: no upstream: give --upstream URL or set UPSTREAM_INDEX_URL", file=sys.stderr)
+        return 2
+    try:
+        wanted = sum(map(_read_wanted, args.inputs), Wanted())
+    except InvalidWanted as e:
+        # nothing is fetched for an input that says nothing clear
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if settings.upstream_mode == "redirect":
+        print(
+            "note: this index redirects to its upstream (FALLBACK_INDEX_URL or "
+            "UPSTREAM_MODE=redirect) and serves nothing mirrored: set UPSTREAM_MODE=mirror",
+            file=sys.stderr,
+        )
+    if not args.verbose:
+        # a line a copy is the server's log; here the command lists them once, at the end
+        logging.getLogger("serverless_pypi.index.pull").setLevel(logging.WARNING)
+    store = _store(args)
+    client = UpstreamClient(
+        settings.upstream_index_url,
+        username=settings.upstream_username,
+        password=settings.upstream_password,
+        timeout=settings.upstream_timeout,
+    )
+    cache = UpstreamCache(store)
+    # pages as the server would serve them: revalidated once older than UPSTREAM_TTL
+    repository = UpstreamRepository(client, cache, mode="mirror", ttl=settings.upstream_ttl)
+    # the server's own rule: what the store owns or PRIVATE_PROJECTS names is never mirrored
+    private = PrivateFirstRepository(StoreRepository(store), repository, settings.private_projects)
+    bar = _progress_bar("mirroring", unit=" items")
+    mirror = Mirror(
+        repository,
+        cache,
+        client,
+        private.is_private,
+        all_versions=args.all_versions,
+        workers=args.workers,
+        progress=_BarProgress(bar) if bar is not None else None,
+    )
+    try:
+        report = mirror.run(wanted)
+    finally:
+        if bar is not None:
+            bar.close()
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for key in report.copied:
+        print(f"copied: {key}")
+    for failure in report.failures:
+        print(f"error: {failure}", file=sys.stderr)
+    print(f"mirrored from {client.location}: {report.summary()}")
+    return 1 if report.failures else 0
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
@@ -310,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--threads", type=int, default=16, help="worker threads (default 16)")
+    _add_upstream_options(serve, modes=True)
     serve.set_defaults(func=cmd_serve)
 
     publish = commands.add_parser("publish", help="validate and publish distributions")
@@ -326,6 +514,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reindex.add_argument("--workers", type=int, default=8, help="parallel workers (default 8)")
     reindex.set_defaults(func=cmd_reindex)
+
+    mirror = commands.add_parser(
+        "mirror",
+        help="copy upstream projects into the store ahead of time (names, requirements, locks)",
+        description="Copy the pages, core metadata and files of upstream projects into the "
+        "store, so the index serves them with the upstream down or unreachable. Each ARG is a "
+        "project name or requirement (the newest matching version: `requests`, "
+        "'requests>=2.30'), a requirements file, a uv.lock or a pylock.toml (exactly the files "
+        "they lock, checked against their sha256). Private projects (published here or "
+        "matching PRIVATE_PROJECTS) are never mirrored. Exits 1 if anything failed.",
+    )
+    _add_store_options(mirror)
+    _add_upstream_options(mirror, modes=False)
+    mirror.add_argument(
+        "--all-versions",
+        action="store_true",
+        help="for names and requirements: every matching version, not only the newest",
+    )
+    mirror.add_argument("--workers", type=int, default=4, help="parallel downloads (default 4)")
+    mirror.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="ARG",
+        help="a project name or requirement, a requirements file, a uv.lock or a pylock.toml",
+    )
+    mirror.set_defaults(func=cmd_mirror)
 
     _add_access_commands(commands)
     return parser

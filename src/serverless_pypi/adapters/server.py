@@ -69,6 +69,8 @@ _WRITE_ROUNDS = 2
 _FLUSH_INTERVAL = 0.05
 #: file descriptors kept for the process beyond the connections (store, logs, stdio)
 _SPARE_FILES = 64
+#: waitress's "Task queue depth" warning is logged at most once in this many seconds
+QUEUE_WARNING_INTERVAL = 60.0
 
 
 class BindError(OSError):
@@ -111,7 +113,11 @@ class GroupWriteHandler(logging.StreamHandler):  # type: ignore[type-arg]
     line up behind the one writing (and the GIL it gives back and takes again). Here a line is
     formatted by its own thread and appended to a list under a short lock; the thread that
     finds no write under way writes the lines waiting, in order, with one `write` per group.
-    With one request at a time, every line is written before its request returns, as before.
+    A line handed over `deferred` is left to a flusher thread (within `_FLUSH_INTERVAL`): a
+    request's thread then makes no system call for its line, which under load would give the
+    GIL to the I/O loop and wait for it back (up to the switch interval, 5 ms). The server
+    defers only while other requests are in flight; the last one writes every line waiting,
+    so with one request at a time every line is written before its request returns.
     """
 
     def __init__(self, stream: Any = None) -> None:
@@ -138,24 +144,37 @@ class GroupWriteHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         self._write(line)
 
-    def request_line(self, message: str) -> None:
+    def request_line(self, message: str, *, deferred: bool = False) -> None:
         """Write `message` at INFO as `format` would (`REQUEST_FORMAT`), without a record:
-        the one line of every request, formatted here at a fraction of the cost."""
+        the one line of every request, formatted here at a fraction of the cost; `deferred`:
+        leave the write to the flusher thread."""
         now = time.time()
         second = int(now)
         if second != self._second:
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
             self._second = second
         milliseconds = int((now - second) * 1000)
-        self._write(f"{self._stamp},{milliseconds:03d} INFO {log_safe(message, 4000)}\n")
+        line = f"{self._stamp},{milliseconds:03d} INFO {log_safe(message, 4000)}\n"
+        self._write(line, deferred=deferred)
 
-    def _write(self, line: str) -> None:
+    def _write(self, line: str, *, deferred: bool = False) -> None:
         with self._pending_lock:
             self._pending.append(line)
+            if deferred:
+                self._start_flusher()
+                return
             if self._writing:
                 return  # the thread writing now takes this line too
             self._writing = True
         self._drain(_WRITE_ROUNDS)
+
+    def _start_flusher(self) -> None:
+        # with `_pending_lock` held
+        if self._flusher is None:
+            self._flusher = threading.Thread(
+                target=self._flush_left, name="log-flusher", daemon=True
+            )
+            self._flusher.start()
 
     def _drain(self, rounds: int) -> None:
         # with `_writing` set by the caller; a request's thread writes a few groups at most,
@@ -174,11 +193,8 @@ class GroupWriteHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.handleError(logging.makeLogRecord({"msg": group}))
         with self._pending_lock:
             self._writing = False
-            if self._pending and self._flusher is None:
-                self._flusher = threading.Thread(
-                    target=self._flush_left, name="log-flusher", daemon=True
-                )
-                self._flusher.start()
+            if self._pending:
+                self._start_flusher()
 
     def _flush_left(self) -> None:
         while True:
@@ -215,12 +231,12 @@ def _direct_handler() -> GroupWriteHandler | None:
     return None
 
 
-def _log_request(message: str) -> None:
+def _log_request(message: str, *, deferred: bool = False) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
     handler = _direct_handler()
     if handler is not None:
-        handler.request_line(message)
+        handler.request_line(message, deferred=deferred)
     else:
         log.handle(logging.LogRecord(log.name, logging.INFO, __file__, 0, message, None, None))
 
@@ -238,10 +254,14 @@ def _status_line(response: Response) -> str:
         reason = "".join(c if " " <= c <= "~" else " " for c in first).strip()[:200]
         if reason:
             return f"{status} {reason}"
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
+    line = _STATUS_LINES.get(status)
+    if line is None:
         return f"{status} Unknown"
+    return line
+
+
+#: "200 OK", ... by status (formatted once, not per request)
+_STATUS_LINES = {int(status): f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
 def _raw_path(environ: dict[str, Any]) -> tuple[str, str]:
@@ -256,17 +276,79 @@ def _raw_path(environ: dict[str, Any]) -> tuple[str, str]:
     return path, environ.get("QUERY_STRING", "")
 
 
+class EnvironHeaders(Headers):
+    """The request headers of a WSGI environ, looked up when asked for (PEP 3333: `HTTP_*`,
+    `CONTENT_TYPE`, `CONTENT_LENGTH`), not copied: a read asks for three or four of them.
+
+    waitress has already combined repeated fields with commas (RFC 9110 section 5.3).
+    """
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: dict[str, Any]) -> None:  # no super(): nothing is copied
+        self._environ = environ
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        key = _ENVIRON_KEYS.get(name)
+        if key is None:
+            key = _environ_key(name)
+        value = self._environ.get(key)
+        if not value and key in _UNPREFIXED:
+            return default  # an empty CONTENT_TYPE or CONTENT_LENGTH means none
+        return default if value is None else str(value)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    @property
+    def _items(self) -> dict[str, str]:  # type: ignore[override]
+        # every header, as `Headers` holds them: for any other use of the base class
+        items = {
+            key[5:].replace("_", "-").lower(): str(value)
+            for key, value in self._environ.items()
+            if key.startswith("HTTP_")
+        }
+        for key in _UNPREFIXED:
+            if self._environ.get(key):
+                items[key.replace("_", "-").lower()] = str(self._environ[key])
+        return items
+
+
+_UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
+
+
+def _environ_key(name: str) -> str:
+    key = name.upper().replace("-", "_")
+    return key if key in _UNPREFIXED else "HTTP_" + key
+
+
+#: the environ keys of the headers the application reads, by the names it asks for
+_ENVIRON_KEYS = {
+    name: _environ_key(name)
+    for name in (
+        "accept",
+        "accept-encoding",
+        "if-none-match",
+        "authorization",
+        "content-type",
+        "content-length",
+    )
+}
+
+
 def _headers(environ: dict[str, Any]) -> Headers:
-    pairs = [
-        (key[5:].replace("_", "-"), value)
-        for key, value in environ.items()
-        if key.startswith("HTTP_")
-    ]
-    if environ.get("CONTENT_TYPE"):
-        pairs.append(("content-type", environ["CONTENT_TYPE"]))
-    if environ.get("CONTENT_LENGTH"):
-        pairs.append(("content-length", environ["CONTENT_LENGTH"]))
-    return Headers(pairs)
+    return EnvironHeaders(environ)
+
+
+def _header_list(response: Response) -> list[tuple[str, str]]:
+    """The response's headers for `start_response`, with its Content-Length."""
+    if response.file is not None:
+        return list(response.headers.items())
+    if "Content-Length" in response.headers:
+        headers = dict(response.headers)
+        headers["Content-Length"] = str(len(response.body))
+        return list(headers.items())
+    return [*response.headers.items(), ("Content-Length", str(len(response.body)))]
 
 
 class WSGIApplication:
@@ -274,11 +356,15 @@ class WSGIApplication:
 
     def __init__(self, app: Application) -> None:
         self.app = app
+        # requests in this callable now: a request line is written by its own thread only
+        # when no other request is in flight (GroupWriteHandler, "deferred")
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
 
-    def _request(self, environ: dict[str, Any]) -> Request | Response:
+    def _request(
+        self, environ: dict[str, Any], method: str, path: str, query: str
+    ) -> Request | Response:
         """The request, or the redirect answered instead; raises DomainError to refuse it."""
-        method = environ.get("REQUEST_METHOD", "GET").upper()
-        path, query = _raw_path(environ)
         route = index_route(path)
         if isinstance(route, Response):
             return route
@@ -295,24 +381,33 @@ class WSGIApplication:
             stream = environ["wsgi.input"]
         return Request(method, route, query, _headers(environ), stream=stream)
 
+    def _respond(self, environ: dict[str, Any], method: str, path: str, query: str) -> Response:
+        try:
+            request = self._request(environ, method, path, query)
+            return request if isinstance(request, Response) else self.app.handle(request)
+        except DomainError as e:
+            return error_response(e)
+        except Exception:
+            log.exception("unhandled error")
+            return internal_error("The index failed to answer; the error is logged.")
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         method = environ.get("REQUEST_METHOD", "GET").upper()
+        path, query = _raw_path(environ)
+        with self._in_flight_lock:
+            self._in_flight += 1
         try:
-            request = self._request(environ)
-            response = request if isinstance(request, Response) else self.app.handle(request)
-        except DomainError as e:
-            response = error_response(e)
-        except Exception:
-            log.exception("unhandled error")
-            response = internal_error("The index failed to answer; the error is logged.")
-        headers = dict(response.headers)
-        if response.file is None:
-            headers["Content-Length"] = str(len(response.body))
-        start_response(_status_line(response), list(headers.items()))
+            response = self._respond(environ, method, path, query)
+            start_response(_status_line(response), _header_list(response))
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+                others = self._in_flight > 0
         _log_request(
-            f"{log_safe(method, 20)} {log_safe(_raw_path(environ)[0])} {response.status} "
-            f"{(time.perf_counter() - started) * 1000:.1f}ms"
+            f"{log_safe(method, 20)} {log_safe(path)} {response.status} "
+            f"{(time.perf_counter() - started) * 1000:.1f}ms",
+            deferred=others,
         )
         if method == "HEAD" or response.status == 304:
             return [b""]
@@ -361,11 +456,77 @@ class _Discarded:
         pass
 
 
+class _QueueWarnings:
+    """waitress's queue logger, at most one line per `QUEUE_WARNING_INTERVAL` seconds.
+
+    waitress warns "Task queue depth is N" on every request that waits for a worker thread,
+    from its I/O loop with its task lock held: under a burst that is a log line a request, and
+    a write of the I/O loop each. One line per interval names the deepest queue seen since
+    the last line.
+    """
+
+    def __init__(self, target: logging.Logger) -> None:
+        self.target = target
+        self._next = 0.0
+        self._deepest = 0
+        self._waited = 0
+
+    def warning(self, message: str, depth: int, *args: Any) -> None:
+        self._deepest = max(self._deepest, depth)
+        self._waited += 1
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + QUEUE_WARNING_INTERVAL
+        self.target.warning(
+            "%d requests waited for a worker thread since the last such line (deepest queue: "
+            "%d); more threads (--threads) help only if requests wait on the store",
+            self._waited,
+            self._deepest,
+        )
+        self._deepest = self._waited = 0
+
+
 def _waitress_major() -> int:
     try:
         return int(version("waitress").split(".", 1)[0])
     except (PackageNotFoundError, ValueError):
         return 0
+
+
+def _keep_open_task() -> type:
+    """waitress's task (waitress 3), keeping the connection open after a 304 (or 204, 1xx)."""
+    from waitress.task import WSGITask
+
+    class Task(WSGITask):  # type: ignore[misc]
+        """waitress's task, keeping the connection open after a 304 (or 204, 1xx).
+
+        waitress closes an HTTP/1.1 connection after any answer without a Content-Length,
+        these included, so that each revalidation of a warm install (a 304) cost the client a
+        new connection. RFC 9112 section 6.3: such an answer ends with its header section, so
+        the connection stays open unless the client asked to close it.
+        """
+
+        _keep_open = False
+
+        def build_response_header(self) -> bytes:
+            if (
+                self.has_body
+                or self.version != "1.1"
+                or self.request.headers.get("CONNECTION", "").lower() == "close"
+            ):
+                return super().build_response_header()  # type: ignore[no-any-return]
+            self._keep_open = True
+            try:
+                return super().build_response_header()  # type: ignore[no-any-return]
+            finally:
+                self._keep_open = False
+
+        def set_close_on_finish(self) -> None:
+            if not self._keep_open:
+                super().set_close_on_finish()
+
+    return Task
 
 
 def _discarding_channel() -> type | None:
@@ -415,8 +576,107 @@ def _discarding_channel() -> type | None:
 
     class Channel(HTTPChannel):  # type: ignore[misc]
         parser_class = Parser
+        task_class = _keep_open_task()
 
     return Channel
+
+
+class _AnswerInLoop:
+    """A mixin for waitress's channel (HTTPChannel): reads answered in the I/O loop."""
+
+    #: answer reads in the I/O loop (`answer_here`); set by `create_server`
+    answer_in_loop = False
+    _receiving = False
+    _answer_now = False
+    # waitress's HTTPChannel's
+    total_outbufs_len: int
+    requests: list[Any]
+    service: Callable[[], None]
+
+    def received(self, data: bytes) -> bool:
+        if not self.answer_in_loop:
+            return bool(super().received(data))  # type: ignore[misc]
+        self._receiving = True
+        try:
+            done = bool(super().received(data))  # type: ignore[misc]
+            # outside waitress's request lock, which `service` takes
+            while self._answer_now:
+                self._answer_now = False
+                _LOOP.answering = True
+                try:
+                    self.service()
+                finally:
+                    _LOOP.answering = False
+        finally:
+            self._receiving = False
+        return done
+
+    def answer_here(self) -> bool:
+        """Whether the request waitress is about to queue is answered in the I/O loop
+        instead: a GET or HEAD without a body, while this connection has no answer
+        still being sent (so an answer never waits for room in the output buffer)."""
+        if not self._receiving or self.total_outbufs_len or not self.requests:
+            return False
+        request = self.requests[0]
+        return (
+            getattr(request, "command", "") in _READ_COMMANDS
+            and request.error is None
+            and not getattr(request, "content_length", 1)
+            and not getattr(request, "chunked", True)
+        )
+
+
+_READ_COMMANDS = frozenset({"GET", "HEAD"})
+#: `answering`: the I/O loop is answering a request itself (in `Channel.received`)
+_LOOP = threading.local()
+
+
+def _quiet_trigger(server: Any) -> None:
+    """Skip `server`'s trigger (a byte through a pipe that wakes the I/O loop) when the loop
+    pulls it itself, answering a request: it recomputes what to poll for before every poll,
+    so a wake-up of its own is a write, a read and a turn of the loop for nothing."""
+    pull = server.pull_trigger
+
+    def pull_trigger() -> None:
+        if not getattr(_LOOP, "answering", False):
+            pull()
+
+    server.pull_trigger = pull_trigger
+
+
+def _answers_in_loop(app: Application) -> bool:
+    """Whether reads of `app` may be answered in waitress's I/O loop: only over a local
+    directory with no upstream index, where a read waits on no network (a stat, a small
+    file); every other store keeps its reads in the worker threads."""
+    from serverless_pypi.repository.store import StoreRepository
+    from serverless_pypi.storage.local import LocalStore
+
+    repository = app.repository
+    return isinstance(repository, StoreRepository) and isinstance(
+        repository.reader.store, LocalStore
+    )
+
+
+def _answer_in_loop(dispatcher: Any) -> None:
+    """Have `dispatcher` (waitress's task queue) leave to the I/O loop the requests a
+    channel answers there (`Channel.answer_here`).
+
+    A page from memory costs the application a few tens of microseconds; handing it to a
+    worker thread costs more (a queue, a wake-up, the GIL passed back and forth, a trigger
+    to wake the loop for the answer), and under load the worker threads take the GIL from
+    the loop that reads every connection. Idle and stalled connections still cost the loop
+    nothing: a request is answered only once it has fully arrived.
+    """
+    queue = dispatcher.add_task
+
+    def add_task(task: Any) -> None:
+        answer_here = getattr(task, "answer_here", None)
+        if answer_here is not None and answer_here():
+            task._answer_now = True
+            return
+        queue(task)
+
+    dispatcher.add_task = add_task
 
 
 def _open_file_limit(wanted: int) -> int:
@@ -489,13 +749,22 @@ def create_server(
         raise BindError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     except ValueError as e:  # waitress: a host that does not resolve
         raise BindError(f"cannot listen on {host}:{port}: {e}") from None
+    tasks = getattr(server, "task_dispatcher", None)
+    if tasks is not None and hasattr(tasks, "queue_logger"):
+        tasks.queue_logger = _QueueWarnings(tasks.queue_logger)
     channel = _discarding_channel()
+    in_loop = channel is not None and tasks is not None and _answers_in_loop(app)
+    if in_loop and channel is not None:
+        channel = type("Channel", (_AnswerInLoop, channel), {"answer_in_loop": True})
+        _answer_in_loop(tasks)
     if channel is not None:
         from waitress.server import BaseWSGIServer
 
         for dispatcher in list(socket_map.values()):
             if isinstance(dispatcher, BaseWSGIServer):
                 dispatcher.channel_class = channel
+                if in_loop:
+                    _quiet_trigger(dispatcher)
     return server
 
 

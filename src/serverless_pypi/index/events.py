@@ -6,7 +6,10 @@ store, not at the event, so that is harmless):
   (the reference module's rule passes `input_path = "$.detail"`);
 - S3 event notifications (`Records` with `s3`), direct, wrapped in SNS, or in SQS messages
   (whose bodies hold any of these shapes), in batches;
-- a scheduled EventBridge event, or `{"reindex": "full"}`: a full reindex.
+- a scheduled EventBridge event, or `{"reindex": "full"}`: a full reindex;
+- `{"pull": {"project": name, "file": filename}}` (mirror mode, from the API function through
+  the pull queue, `index.pull.pull_message`): copy that upstream file into the store. Only the
+  names travel: the URL and the digest are read from the cached upstream page.
 """
 
 from __future__ import annotations
@@ -15,6 +18,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
+
+from serverless_pypi.core.names import (
+    InvalidFilename,
+    InvalidProjectName,
+    NormalizedName,
+    check_filename,
+    normalize_project_name,
+)
 
 __all__ = ["Invocation", "Message", "parse_invocation"]
 
@@ -30,6 +41,8 @@ class Message:
     message_id: str | None
     keys: list[str] = field(default_factory=list)
     full_reindex: bool = False
+    #: upstream files to copy into the store: (project, filename)
+    pulls: list[tuple[NormalizedName, str]] = field(default_factory=list)
     #: why parts of the message were ignored although understood (another bucket, a key
     #: outside the prefix, S3's test event): nothing to do, the message is done
     ignored: list[str] = field(default_factory=list)
@@ -59,6 +72,9 @@ def _collect(payload: Any, bucket: str, prefix: str, message: Message, depth: in
     if payload.get("reindex") == "full" or payload.get("detail-type") == "Scheduled Event":
         message.full_reindex = True
         return
+    if "pull" in payload:
+        _pull(payload["pull"], message)
+        return
     if isinstance(payload.get("Records"), list):
         for record in payload["Records"]:
             _record(record, bucket, prefix, message, depth)
@@ -74,6 +90,26 @@ def _collect(payload: Any, bucket: str, prefix: str, message: Message, depth: in
         _object_event(detail, bucket, prefix, message)
         return
     message.unreadable.append(f"an event of unknown shape (keys: {_some_keys(payload)})")
+
+
+def _pull(request: Any, message: Message) -> None:
+    """A request for a pulled-through copy: a normalized project name and a file name."""
+    project = request.get("project") if isinstance(request, dict) else None
+    filename = request.get("file") if isinstance(request, dict) else None
+    if not isinstance(project, str) or not isinstance(filename, str):
+        message.unreadable.append("a pull request without a project and a file name")
+        return
+    try:
+        name = normalize_project_name(project)
+        check_filename(filename)
+    except (InvalidProjectName, InvalidFilename) as e:
+        message.unreadable.append(f"a pull request for an invalid name: {str(e)[:200]}")
+        return
+    if name != project:
+        message.unreadable.append(f"a pull request for a name not normalized: {project[:100]!r}")
+        return
+    if (name, filename) not in message.pulls:
+        message.pulls.append((name, filename))
 
 
 def _json_object(payload: Any, message: Message) -> dict[str, Any] | None:

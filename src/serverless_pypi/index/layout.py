@@ -12,11 +12,20 @@ so derived data never shows up as a project or a file.
     .serverless-pypi/pages/<name>.json.gz
     .serverless-pypi/metadata/<name>/<file>.metadata    PEP 658 core metadata
     .serverless-pypi/tokens.json             access tokens (hashed)
+    .serverless-pypi/upstream/pages/<name>.json                 cached upstream page
+    .serverless-pypi/upstream/files/<name>/<sha256>/<file>      pulled-through copy (verified)
+    .serverless-pypi/upstream/metadata/<name>/<sha256>/<file>.metadata   its core metadata
+
+Pulled-through copies live apart from published files, under the reserved prefix, so no
+project can shadow them or be confused with them; the sha256 in a key means a copy can only
+be served for the exact digest the current upstream page lists.
 """
 
 from __future__ import annotations
 
-from serverless_pypi.core.names import NormalizedName
+import re
+
+from serverless_pypi.core.names import NormalizedName, check_filename
 
 __all__ = [
     "MANIFESTS",
@@ -25,6 +34,10 @@ __all__ = [
     "ROOT_HTML",
     "ROOT_LIST",
     "TOKENS",
+    "UPSTREAM",
+    "UPSTREAM_FILES",
+    "UPSTREAM_METADATA",
+    "UPSTREAM_PAGES",
     "distribution_key",
     "is_derived",
     "manifest_key",
@@ -32,6 +45,9 @@ __all__ = [
     "metadata_prefix",
     "page_key",
     "split_key",
+    "upstream_file_key",
+    "upstream_metadata_key",
+    "upstream_page_key",
 ]
 
 RESERVED_PREFIX = ".serverless-pypi/"
@@ -40,6 +56,11 @@ ROOT_LIST = RESERVED_PREFIX + "projects.json"
 TOKENS = RESERVED_PREFIX + "tokens.json"
 MANIFESTS = RESERVED_PREFIX + "projects/"
 METADATA = RESERVED_PREFIX + "metadata/"
+UPSTREAM = RESERVED_PREFIX + "upstream/"
+UPSTREAM_PAGES = UPSTREAM + "pages/"
+UPSTREAM_FILES = UPSTREAM + "files/"
+UPSTREAM_METADATA = UPSTREAM + "metadata/"
+_SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
 def manifest_key(name: NormalizedName) -> str:
@@ -56,6 +77,28 @@ def metadata_prefix(name: NormalizedName) -> str:
 
 def metadata_key(name: NormalizedName, filename: str) -> str:
     return f"{metadata_prefix(name)}{filename}.metadata"
+
+
+def upstream_page_key(name: NormalizedName) -> str:
+    return f"{UPSTREAM_PAGES}{name}.json"
+
+
+def _digest(sha256: str) -> str:
+    """A lowercase sha256 hex digest, the one path segment of a key it may be."""
+    if not _SHA256.fullmatch(sha256):
+        raise ValueError(f"{sha256[:80]!r} is not a lowercase sha256 hex digest")
+    return sha256
+
+
+def upstream_file_key(name: NormalizedName, sha256: str, filename: str) -> str:
+    return f"{UPSTREAM_FILES}{name}/{_digest(sha256)}/{check_filename(filename)}"
+
+
+def upstream_metadata_key(name: NormalizedName, metadata_sha256: str, filename: str) -> str:
+    """Core metadata of the upstream file `filename`, under the sha256 of the metadata."""
+    return (
+        f"{UPSTREAM_METADATA}{name}/{_digest(metadata_sha256)}/{check_filename(filename)}.metadata"
+    )
 
 
 def distribution_key(folder: str, filename: str) -> str:

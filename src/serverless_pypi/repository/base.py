@@ -111,6 +111,14 @@ class Repository(ABC):
     def metadata(self, name: NormalizedName, filename: str) -> CoreMetadata:
         """The core metadata of the project's distribution `filename`; raises NoSuchFile."""
 
+    @abstractmethod
+    def owns(self, name: NormalizedName) -> bool:
+        """Whether the project is this repository's own: it has, or had, files here.
+
+        A project another source may never add to (the dependency-confusion rule of
+        `PrivateFirstRepository`): a store failure raises, it never means "not owned".
+        """
+
 
 class RepositoryWrapper(Repository):
     """A repository that passes every question to `inner`: a feature overrides its own."""
@@ -132,3 +140,6 @@ class RepositoryWrapper(Repository):
 
     def metadata(self, name: NormalizedName, filename: str) -> CoreMetadata:
         return self.inner.metadata(name, filename)
+
+    def owns(self, name: NormalizedName) -> bool:
+        return self.inner.owns(name)

@@ -8,6 +8,7 @@ no pages (a writer failed in between) is rendered from the manifest; a project n
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 from serverless_pypi.core.errors import NoSuchFile, NoSuchProject
@@ -27,7 +28,13 @@ from serverless_pypi.repository.base import (
 )
 from serverless_pypi.storage.base import NotFound, NotModified, Store
 
-__all__ = ["StoreRepository"]
+__all__ = ["FOLDERS_TRUST_SECONDS", "StoreRepository"]
+
+#: how long the listing of the store's project folders is used to tell which names it owns
+#: (for the projects never indexed: a published project has a manifest, always read afresh)
+FOLDERS_TRUST_SECONDS = 5.0
+#: names remembered as owned, per process
+_OWNED_KEPT = 65536
 
 
 class StoreRepository(Repository):
@@ -38,6 +45,44 @@ class StoreRepository(Repository):
         self.reader = IndexReader(store)
         self.url_ttl = url_ttl
         self.location = store.location
+        # (when listed: time.monotonic(), the names of the project folders)
+        self._folders: tuple[float, frozenset[NormalizedName]] | None = None
+        # names found owned: a project stays the store's (bounded)
+        self._owned: dict[NormalizedName, None] = {}
+
+    def owns(self, name: NormalizedName) -> bool:
+        """Whether the store has, or had, files of the project: it has a manifest (even one
+        that serves nothing any more), or, never indexed, a folder with a distribution of it.
+
+        Until a name is found owned, the manifest is read every time (one GET): a name never
+        becomes the store's later than its first upload; once owned it is remembered (a
+        project stays private). The folder listing (one request per page of folders) is
+        reused for FOLDERS_TRUST_SECONDS.
+        """
+        if name in self._owned:
+            return True
+        if self.reader.manifest(name) is None and not self._live(name):
+            return False
+        if len(self._owned) >= _OWNED_KEPT:
+            self._owned.clear()  # atomic (threads): they are found again
+        self._owned[name] = None
+        return True
+
+    def _live(self, name: NormalizedName) -> bool:
+        """Whether a folder of the store (never indexed) holds a distribution of `name`."""
+        return self._may_have_folder(name) and self.reader.live_manifest(name) is not None
+
+    def _may_have_folder(self, name: NormalizedName) -> bool:
+        """Whether the store's root has a folder of `name`, from a listing at most
+        FOLDERS_TRUST_SECONDS old: a name absent from it costs no request (a project unknown
+        here, the common case behind an upstream or a fallback), a name in it is listed
+        afresh."""
+        listed = self._folders
+        now = time.monotonic()
+        if listed is None or now - listed[0] > FOLDERS_TRUST_SECONDS:
+            listed = (now, frozenset(self.reader.project_folders()))
+            self._folders = listed
+        return name in listed[1]
 
     def project_list(self) -> ProjectList:
         """The index's project list (`projects.json`), else the live project folders.
@@ -84,10 +129,14 @@ class StoreRepository(Repository):
         A project with a manifest is served from it alone, even when it lists nothing: a
         publisher writes the manifest before any bytes, so a file is never listed before its
         record (or after the indexer refused it). Only a project never indexed at all is
-        listed live.
+        listed live; a folder copied into a store never indexed appears within
+        FOLDERS_TRUST_SECONDS (the root listing is reused that long; the indexer's manifest,
+        written on the copy's event, is read at once).
         """
         index = self.reader.manifest(name)
-        return index if index is not None else self.reader.live_manifest(name)
+        if index is not None or not self._may_have_folder(name):
+            return index
+        return self.reader.live_manifest(name)
 
     def locate(self, name: NormalizedName, filename: str, method: str) -> Download:
         """Where a served distribution of the project lives, as the store serves it.

@@ -7,7 +7,7 @@ boundary, and nowhere else: an access error is never mistaken for "not found".
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -154,6 +154,32 @@ class Store(ABC):
         `if_none_match=True` writes only if no object exists; `if_match` only if the current
         etag equals it. Either raises PreconditionFailed when the condition does not hold.
         """
+
+    def put_stream(
+        self,
+        key: str,
+        stream: BinaryIO,
+        *,
+        verify: Callable[[], None],
+        content_type: str | None = None,
+    ) -> str:
+        """Write the bytes `stream` gives, to its end, and return the new etag, but only if
+        `verify()` (called once the stream is exhausted, before anything is visible) returns.
+
+        `verify` raises to refuse (a digest that does not match what was read): the error
+        propagates and nothing is stored under `key`, nor left half-written; a stream that
+        fails does the same. Memory stays bounded whatever the size. The stores override this
+        (local: a temporary file renamed into place; S3: a multipart upload completed after
+        `verify`); this default spools the bytes to a temporary file first.
+        """
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryFile() as spool:
+            shutil.copyfileobj(stream, spool, 1024 * 1024)
+            verify()
+            spool.seek(0)
+            return self.put(key, spool, content_type=content_type)
 
     @abstractmethod
     def delete(self, key: str) -> None:

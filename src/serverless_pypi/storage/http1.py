@@ -154,8 +154,11 @@ class Connection:
         if not reusable:
             self.close()
 
-    def request(self, method: str, target: str, headers: dict[str, str]) -> Response:
-        """Send a request without a body and read the head of its answer.
+    def request(
+        self, method: str, target: str, headers: dict[str, str], body: bytes = b""
+    ) -> Response:
+        """Send a request (with `body`, framed by its Content-Length, when there is one) and
+        read the head of its answer.
 
         StaleConnection: a connection used before was closed by the server meanwhile (the
         request can be sent again on a new one). Other OSErrors: the server did not answer.
@@ -165,11 +168,16 @@ class Connection:
             self._open()
         assert self.sock is not None
         self.reusable = False
+        if body or method in {"POST", "PUT"}:
+            # RFC 9112 section 6.3: a request's body is framed by its Content-Length
+            headers = {**headers, "Content-Length": str(len(body))}
         head = f"{method} {target} HTTP/1.1\r\n" + "".join(
             f"{name}: {value}\r\n" for name, value in headers.items()
         )
         try:
             self.sock.sendall((head + "\r\n").encode("latin-1"))
+            if body:
+                self.sock.sendall(body)
             first = self.file.readline(MAX_LINE + 1)
         except (ConnectionResetError, BrokenPipeError) as e:
             self.close()
@@ -198,7 +206,7 @@ class Connection:
         else:
             raise IncompleteAnswer("too many header lines")
         status = int(code)
-        if 100 <= status < 200:  # S3 sends no interim answers to requests without a body
+        if 100 <= status < 200:  # no interim answers: requests never send `Expect`
             raise IncompleteAnswer(f"an unexpected interim answer {status}")
         keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
         response = Response(self, status, headers, keep=keep)

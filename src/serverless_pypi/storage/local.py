@@ -16,7 +16,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -284,6 +284,31 @@ class LocalStore(Store):
                     raise PreconditionFailed(key)
                 tmp.replace(path)
                 return etag
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def put_stream(
+        self,
+        key: str,
+        stream: BinaryIO,
+        *,
+        verify: Callable[[], None],
+        content_type: str | None = None,
+    ) -> str:
+        # the bytes go to a temporary file next to the object (never seen: `_TMP` names are
+        # no keys), made durable, and are renamed into place only once `verify` returned
+        path = self._path(key)
+        fd, tmp = self._temporary(key, path)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(stream, out, 1024 * 1024)
+                out.flush()
+                os.fsync(out.fileno())
+            verify()
+            tmp.chmod(0o644)
+            etag = _etag(tmp.stat())
+            tmp.replace(path)
+            return etag
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import boto3
@@ -39,6 +39,7 @@ from serverless_pypi.storage.s3_errors import no_credentials, translate_answer, 
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 __all__ = ["S3Store", "make_client"]
 
@@ -93,7 +94,24 @@ def _translate(error: Exception, key: str, bucket: str = "") -> StoreError:
     return StoreError(f"S3 failed on {key!r}: {error}")
 
 
+def _read_part(stream: BinaryIO, size: int) -> bytes:
+    """Up to `size` bytes of `stream`, fewer only at its end (a raw stream's `read` may
+    return less than asked before the end)."""
+    chunks: list[bytes] = []
+    left = size
+    while left > 0:
+        chunk = stream.read(left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 class S3Store(Store):
+    #: the size of each part of a multipart upload (S3: 5 MiB to 5 GiB, the last one less)
+    part_size = 16 * 1024 * 1024
+
     def __init__(
         self,
         bucket: str,
@@ -170,6 +188,54 @@ class S3Store(Store):
                 raise PreconditionFailed(key) from e
             raise error from e
         return str(response["ETag"])
+
+    def put_stream(
+        self,
+        key: str,
+        stream: BinaryIO,
+        *,
+        verify: Callable[[], None],
+        content_type: str | None = None,
+    ) -> str:
+        """One PutObject for a stream shorter than a part; else a multipart upload of
+        `part_size` parts, read one at a time (memory: about one part), completed only after
+        `verify()` returned and aborted on any failure: S3 shows nothing until
+        CompleteMultipartUpload, and keeps (and bills) no parts after AbortMultipartUpload."""
+        first = _read_part(stream, self.part_size)
+        if len(first) < self.part_size:
+            verify()
+            return self.put(key, first, content_type=content_type)
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
+        try:
+            upload = self.client.create_multipart_upload(**args, **extra)["UploadId"]
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e, key, self.bucket) from e
+        try:
+            parts = self._upload_parts(args, upload, first, stream)
+            verify()
+            response = self.client.complete_multipart_upload(
+                **args, UploadId=upload, MultipartUpload={"Parts": parts}
+            )
+        except BaseException as e:
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self.client.abort_multipart_upload(**args, UploadId=upload)
+            if isinstance(e, ClientError | BotoCoreError):
+                raise _translate(e, key, self.bucket) from e
+            raise
+        return str(response["ETag"])
+
+    def _upload_parts(
+        self, args: dict[str, Any], upload: str, first: bytes, stream: BinaryIO
+    ) -> list[CompletedPartTypeDef]:
+        parts: list[CompletedPartTypeDef] = []
+        data = first
+        while data:
+            number = len(parts) + 1  # 1 to 10,000: 16 MiB parts allow 156 GiB
+            answer = self.client.upload_part(**args, UploadId=upload, PartNumber=number, Body=data)
+            parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+            data = b"" if len(data) < self.part_size else _read_part(stream, self.part_size)
+        return parts
 
     def delete(self, key: str) -> None:
         try:

@@ -5,8 +5,10 @@ The API function reads (a page, a manifest, a metadata file, a listing) and pres
 than the whole rest of a first answer. Here every read is one signed request on a kept-alive
 connection of the calling thread (`http1`: sockets, without `http.client` and its `email`),
 ListObjectsV2 answers are parsed with `xml.etree`, and S3's refusals mean what they mean to
-the boto3 store (`s3_errors`, shared). Writes (put, delete, conditional writes) are rarer and
-go through the boto3 store (`storage.s3`), imported at the first write only.
+the boto3 store (`s3_errors`, shared). A small `put` (a cached upstream page or metadata
+file, with its conditions) is one signed PutObject too; the other writes (larger or streamed
+bodies, multipart uploads, deletes) are rarer and go through the boto3 store (`storage.s3`),
+imported at the first of them only.
 
 Credentials come from the environment, as Lambda sets them (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN); without them every call goes through the boto3
@@ -20,12 +22,13 @@ AWS_ENDPOINT_URL).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, BinaryIO, cast
@@ -35,6 +38,7 @@ from serverless_pypi.storage.base import (
     Blob,
     NotFound,
     ObjectInfo,
+    PreconditionFailed,
     Redirect,
     Store,
     StoreError,
@@ -46,6 +50,7 @@ from serverless_pypi.storage.s3_errors import (
     unreachable,
 )
 from serverless_pypi.storage.sigv4 import (
+    EMPTY_SHA256,
     Credentials,
     canonical_query,
     presign_url,
@@ -63,6 +68,8 @@ __all__ = ["Endpoint", "LightS3Store", "environment_credentials", "resolve_endpo
 
 #: attempts of a request that S3 answered "busy" (500, 503, throttling) or did not answer
 MAX_ATTEMPTS = 4
+#: the largest body `put` sends itself (cached pages, metadata); larger ones go through boto3
+MAX_LIGHT_PUT = 8 * 1024 * 1024
 TIMEOUT = 60.0
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 # a bucket name that can be a host name label (no dots: a wildcard certificate covers one level)
@@ -165,7 +172,8 @@ class _Connections(threading.local):
 
 
 class LightS3Store(Store):
-    """The `S3Store` contract, reads over the standard library, writes through boto3."""
+    """The `S3Store` contract: reads and small puts over the standard library, the other
+    writes through boto3."""
 
     #: keys per ListObjectsV2 page (None: S3's own, 1,000); tests set it smaller
     page_size: int | None = None
@@ -204,14 +212,49 @@ class LightS3Store(Store):
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str:
-        return self.writer.put(
-            key,
-            data,
-            content_type=content_type,
-            content_encoding=content_encoding,
-            if_match=if_match,
-            if_none_match=if_none_match,
-        )
+        """A small body (a cached page, a metadata file: up to `MAX_LIGHT_PUT`) is one signed
+        PutObject, as boto3 sends it (the payload's sha256 signed); a larger body, a file
+        object, or credentials from elsewhere go through the boto3 store."""
+        credentials = environment_credentials()
+        if credentials is None or not isinstance(data, bytes) or len(data) > MAX_LIGHT_PUT:
+            return self.writer.put(
+                key,
+                data,
+                content_type=content_type,
+                content_encoding=content_encoding,
+                if_match=if_match,
+                if_none_match=if_none_match,
+            )
+        if not key:
+            raise NotFound(key)
+        headers: dict[str, str] = {}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if content_encoding:
+            headers["Content-Encoding"] = content_encoding
+        if if_none_match:
+            headers["If-None-Match"] = "*"
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        try:
+            response, _ = self._request(credentials, "PUT", key, headers=headers, body=data)
+        except NotFound:
+            if if_match is not None:
+                # S3 answers 404 to If-Match on a missing object: the condition does not hold
+                raise PreconditionFailed(key) from None
+            raise
+        return response.headers.get("etag", "")
+
+    def put_stream(
+        self,
+        key: str,
+        stream: BinaryIO,
+        *,
+        verify: Callable[[], None],
+        content_type: str | None = None,
+    ) -> str:
+        # a distribution of any size: boto3's multipart upload (the indexer's job, not the API's)
+        return self.writer.put_stream(key, stream, verify=verify, content_type=content_type)
 
     def delete(self, key: str) -> None:
         self.writer.delete(key)
@@ -247,6 +290,8 @@ class LightS3Store(Store):
         query: str,
         headers: dict[str, str],
         credentials: Credentials,
+        *,
+        body: bytes = b"",
     ) -> Response:
         """One request, sent again at once when a kept-alive connection turned out stale."""
         signed = sign_headers(
@@ -257,13 +302,14 @@ class LightS3Store(Store):
             headers,
             credentials=credentials,
             region=self.region,
+            payload_hash=hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256,
         )
         target = f"{path}?{query}" if query else path
         connection = self._checkout()
         try:
-            return connection.request(method, target, signed)
+            return connection.request(method, target, signed, body)
         except StaleConnection:
-            return connection.request(method, target, signed)  # on a new connection
+            return connection.request(method, target, signed, body)  # on a new connection
 
     def _request(
         self,
@@ -274,6 +320,7 @@ class LightS3Store(Store):
         headers: dict[str, str] | None = None,
         *,
         stream: bool = False,
+        body: bytes = b"",
     ) -> tuple[Response, bytes]:
         """A signed request on the object `key` (the bucket for ""), retried while S3 is busy
         or does not answer; S3's refusals raised as StoreErrors. The body is read, unless
@@ -284,10 +331,10 @@ class LightS3Store(Store):
         encoded = canonical_query(query) if query else ""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                response = self._send(method, path, encoded, headers or {}, credentials)
+                response = self._send(method, path, encoded, headers or {}, credentials, body=body)
                 if response.status < 300 and stream:
                     return response, b""
-                body = response.body()
+                answer = response.body()
             except OSError as e:
                 if attempt == MAX_ATTEMPTS:
                     raise unreachable(type(e).__name__, self.bucket, str(e)) from e
@@ -295,14 +342,14 @@ class LightS3Store(Store):
                 continue
             self._checkin(response.connection)
             if response.status < 300:
-                return response, body
-            code = self._error_code(body)
+                return response, answer
+            code = self._error_code(answer)
             if attempt < MAX_ATTEMPTS and (
                 response.status in _RETRIED_STATUSES or code in THROTTLED
             ):
                 _backoff(attempt)
                 continue
-            raise self._refusal(response.status, code, body, key or self.prefix)
+            raise self._refusal(response.status, code, answer, key or self.prefix)
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod

@@ -6,6 +6,9 @@ this is all it needs of an SDK, so it imports no boto3 (about 200 ms of cold sta
 `S3SigV4Auth` (header signing) and `S3SigV4QueryAuth` (presigned URLs) produce, byte for byte:
 tests/unit/test_sigv4.py checks it against botocore over a table of inputs.
 
+The same signing serves the few AWS JSON-protocol calls of the functions (`aws_json`: SQS,
+Secrets Manager), as botocore's `SigV4Auth` signs them (no X-Amz-Content-SHA256 header).
+
 Specification: "Authenticating Requests (AWS Signature Version 4)" in the Amazon S3 API
 reference (header signing, and query-string authentication for presigned URLs); paths are
 not normalized for S3 and every byte but the unreserved characters is percent-encoded
@@ -123,20 +126,24 @@ def sign_headers(
     region: str,
     payload_hash: str = EMPTY_SHA256,
     service: str = "s3",
+    content_sha256: bool = True,
     now: float | None = None,
 ) -> dict[str, str]:
     """The headers of a request signed in its `Authorization` header.
 
     `path` is already encoded (`quote_key`), `query` is `canonical_query`'s string, `host`
-    is the Host header's value (with a port that is not the scheme's default). Returns
-    `headers` with Host, X-Amz-Date, X-Amz-Content-SHA256, X-Amz-Security-Token (with a
-    session token) and Authorization added: everything to send.
+    is the Host header's value (with a port that is not the scheme's default), `payload_hash`
+    the hex sha256 of the body. Returns `headers` with Host, X-Amz-Date, X-Amz-Content-SHA256
+    (S3 requires it; other services, `content_sha256=False`, sign the hash without sending
+    it, as botocore's SigV4Auth does), X-Amz-Security-Token (with a session token) and
+    Authorization added: everything to send.
     """
     stamp = _timestamp(now)
     signed = {"Host": host, **headers, "X-Amz-Date": stamp}
     if credentials.token:
         signed["X-Amz-Security-Token"] = credentials.token
-    signed["X-Amz-Content-SHA256"] = payload_hash
+    if content_sha256:
+        signed["X-Amz-Content-SHA256"] = payload_hash
     block, names = _canonical_headers(signed)
     canonical = "\n".join((method.upper(), path, query, block, names, payload_hash))
     signature = _signature(credentials, stamp, region, service, canonical)

@@ -8,10 +8,12 @@ module "pypi" {
   s3_bucket_name = var.bucket_name
   front          = var.front
 
-  # Unknown projects are redirected to PyPI, so one index URL serves every dependency;
-  # private projects are never redirected.
-  lambda_api_fallback_index_url = "https://pypi.org/simple/"
-  private_projects              = var.private_projects
+  # One index URL for every dependency: projects the bucket does not have come from PyPI,
+  # their files copied into the bucket on first use (mirror mode: installs keep working when
+  # PyPI is down); published and private projects never come from PyPI.
+  upstream_index_url = "https://pypi.org/simple/"
+  upstream_mode      = var.upstream_mode
+  private_projects   = var.private_projects
 }
 
 output "index_url" {

@@ -20,3 +20,9 @@ variable "private_projects" {
   type        = list(string)
   default     = []
 }
+
+variable "upstream_mode" {
+  description = "\"mirror\" (PyPI's files copied into the bucket), \"proxy\" (PyPI's pages, downloads from PyPI) or \"redirect\" (clients sent to PyPI); see docs/upstream.md."
+  type        = string
+  default     = "mirror"
+}

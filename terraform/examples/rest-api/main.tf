@@ -55,8 +55,8 @@ module "pypi" {
   api_root_resource_id = aws_api_gateway_rest_api.pypi.root_resource_id
   # api_stage_name defaults to "simple", the stage below (used for the index_url output)
 
-  s3_bucket_name                = var.bucket_name
-  lambda_api_fallback_index_url = "https://pypi.org/simple/"
+  s3_bucket_name     = var.bucket_name
+  upstream_index_url = "https://pypi.org/simple/" # mirror mode: PyPI's files pulled through
 }
 
 resource "aws_api_gateway_deployment" "pypi" {
