@@ -224,3 +224,28 @@ def test_metadata_files_revalidate(store: Store, tmp_path: Path) -> None:
     assert parsedate_to_datetime(first.headers["Last-Modified"]).year >= 2020
     again = get(app, f"acme/{wheel.name}.metadata", if_none_match=tag)
     assert again.status == 304 and again.body == b"" and again.headers["ETag"] == tag
+
+
+def test_a_name_the_store_lacks_costs_no_listing_per_request(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a fallback (redirect mode) every public name is a name the store lacks: its
+    page request reads the page and the manifest (both miss) and reuses one listing of the
+    project folders for a few seconds, instead of listing the bucket per request."""
+    from serverless_pypi.core.config import Settings
+    from serverless_pypi.repository import store as store_repository
+
+    publish_file(store, make_wheel(tmp_path, "acme", "1.0"))
+    app = build_application(store, Settings(fallback_index_url="https://pypi.example/simple"))
+    assert get(app, "public-lib/").status == 302  # the first one lists the folders once
+    counting = Counting(store, monkeypatch)
+    for _ in range(5):
+        assert get(app, "public-lib/").status == 302
+    assert counting.calls["list"] == counting.calls["list_folders"] == 0
+    assert counting.calls["get"] == 10  # the page and the manifest, each time
+    # a folder copied into the store is listed once the listing is older than the trust
+    (tmp_path / "copied").mkdir()
+    copied = make_wheel(tmp_path / "copied", "copied", "1.0")
+    store.put(f"copied/{copied.name}", copied.read_bytes())
+    monkeypatch.setattr(store_repository, "FOLDERS_TRUST_SECONDS", 0.0)
+    assert get(app, "copied/").status == 200
