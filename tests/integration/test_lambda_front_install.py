@@ -171,8 +171,8 @@ def installed(target: Path) -> set[str]:
 
 
 def versions(target: Path) -> dict[str, str]:
-    found = (p.name.removesuffix(".dist-info").split("-") for p in target.glob("*.dist-info"))
-    return {name: version for name, version in found}
+    names = (p.name.removesuffix(".dist-info") for p in target.glob("*.dist-info"))
+    return dict(name.split("-", 1) for name in names)
 
 
 TREE = {"acme_app", "acme_core", "public_lib", "public_util"}
