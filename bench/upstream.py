@@ -310,7 +310,11 @@ def _lambda_app(settings_env: dict[str, str], puller: CountingPuller) -> Any:
 
 def _stores_of(app: Any) -> list[Any]:
     """The store instances under the application's repositories (counted on each)."""
+    from serverless_pypi.repository.policy import PolicyRepository
+
     repository = app.repository
+    while isinstance(repository, PolicyRepository):  # the policy layer, on top of every stack
+        repository = repository.inner
     if hasattr(repository, "upstream"):  # proxy, mirror: PrivateFirstRepository
         found = [repository.private.reader.store, repository.upstream.cache.store]
     else:  # redirect: FallbackRepository over the store's

@@ -69,6 +69,7 @@ LEFT_OUT_MODULES = frozenset(
         f"{PACKAGE}/adapters/cli.py",
         # `serverless-pypi mirror` (the command line only) and what it reads
         f"{PACKAGE}/adapters/mirror.py",
+        f"{PACKAGE}/adapters/policy_cli.py",
         f"{PACKAGE}/core/wanted.py",
         f"{PACKAGE}/__main__.py",
         "packaging/pylock.py",

@@ -1,8 +1,17 @@
 """The composition root: the one place the application is assembled, for every front.
 
 The repository stack, read top to bottom (each layer wraps the one below it, and a
-deployment without a feature simply has one layer fewer). Without an upstream, or in
-`redirect` mode (UPSTREAM_MODE, or FALLBACK_INDEX_URL):
+deployment without a feature simply has one layer fewer). On top of every stack, the
+policies (the store's policy document, revalidated every POLICY_TTL seconds):
+
+    PolicyRepository     cooldown, uploaded-before, revocations, project statuses (PEP 792):
+      |                  pages filtered and files refused; upstream names refused by the
+      |                  allow / deny lists and namespaces (PEP 752); a project no rule
+      |                  touches passes through untouched (the private fast path)
+      ...                one of the stacks below
+
+Without an upstream, the store alone; in `redirect` mode (UPSTREAM_MODE, or
+FALLBACK_INDEX_URL):
 
     FallbackRepository   unknown, non-private projects redirected to the upstream
       StoreRepository    the index's own store: precomputed pages, manifests, metadata
@@ -39,6 +48,7 @@ from serverless_pypi.web.app import Application
 
 if TYPE_CHECKING:
     from serverless_pypi.auth.access import AccessControl
+    from serverless_pypi.repository.policy import PolicyRepository
     from serverless_pypi.repository.upstream import Puller
     from serverless_pypi.web.upload import UploadHandler
 
@@ -60,6 +70,13 @@ def build_repository(
     copies the store holds are served, and no new ones are made.
     """
     settings = settings or Settings()
+    return _policies(store, settings, _sources(store, settings, puller, background_pulls))
+
+
+def _sources(
+    store: Store, settings: Settings, puller: Puller | None, background_pulls: bool
+) -> Repository:
+    """The stack below the policies: the store, and the upstream as the settings ask."""
     repository: Repository = StoreRepository(store, url_ttl=settings.presigned_url_ttl)
     if settings.upstream_index_url is None:
         return repository
@@ -74,6 +91,16 @@ def build_repository(
         _upstream(store, settings, puller, background_pulls=background_pulls),
         settings.private_projects,
     )
+
+
+def _policies(store: Store, settings: Settings, sources: Repository) -> PolicyRepository:
+    """The policy layer on top, always: without a policy document it costs one read that
+    misses every POLICY_TTL seconds, and every question passes through. Imported at the first
+    request, not with the Lambda module (the cold start)."""
+    from serverless_pypi.index.policies import PolicyReader
+    from serverless_pypi.repository.policy import PolicyRepository
+
+    return PolicyRepository(sources, PolicyReader(store, ttl=settings.policy_ttl).current)
 
 
 def _upstream(
@@ -129,6 +156,9 @@ def build_application(
     if max_inline_body is not None:
         settings = dataclasses.replace(settings, max_inline_body=max_inline_body)
     upload_limit = min(settings.max_upload_size, max_upload_size or settings.max_upload_size)
+    # one policy reader for pages, downloads, uploads and the PEP 752 data: one conditional
+    # read of the policy document per POLICY_TTL
+    repository = _policies(store, settings, _sources(store, settings, puller, background_pulls))
 
     @functools.cache
     def access() -> AccessControl:
@@ -151,14 +181,18 @@ def build_application(
             access().check_upload,
             max_file_size=upload_limit,
             too_large_hint=too_large_hint,
+            # the policy in force, as the pages see it: statuses and namespaces (PEP 792, 752)
+            policies=repository.policies,
+            claim_namespace=access().check_namespace,
         )
 
     def upload(request: Request) -> Response:
         return uploader()(request)
 
     return Application(
-        build_repository(store, settings, puller=puller, background_pulls=background_pulls),
+        repository,
         settings,
         upload=upload if uploads else None,
         access=access() if settings.require_auth_for_read else None,
+        policies=repository.policies,
     )

@@ -194,10 +194,16 @@ def test_fallback_passes_everything_else_through() -> None:
 
 
 def test_the_stack_has_a_layer_per_feature(local_store: LocalStore) -> None:
-    assert isinstance(build_repository(local_store), StoreRepository)
+    from serverless_pypi.repository.policy import PolicyRepository
+
+    plain = build_repository(local_store)
+    # the policies on top of every stack (issue 13)
+    assert isinstance(plain, PolicyRepository)
+    assert isinstance(plain.inner, StoreRepository)
     stacked = build_repository(local_store, Settings(fallback_index_url="https://pypi.org/simple"))
-    assert isinstance(stacked, FallbackRepository)
-    assert isinstance(stacked.inner, StoreRepository)
+    assert isinstance(stacked, PolicyRepository)
+    assert isinstance(stacked.inner, FallbackRepository)
+    assert isinstance(stacked.inner.inner, StoreRepository)
     assert stacked.location == local_store.location
 
 

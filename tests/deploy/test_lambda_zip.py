@@ -139,8 +139,9 @@ def test_the_zip_holds_the_package_and_only_what_the_runtime_lacks(
     package = {n: d for n, d in files.items() if n.startswith("serverless_pypi/")}
     assert {n: d for n, d in package.items() if "__pycache__/" not in n} == expected
     # small: 715,494 bytes before the API function signed its own requests (issue 15), which
-    # added nothing; the upstream layer (issue 12) adds about 105 KB of its own code
-    assert lambda_zip.stat().st_size <= 850_000
+    # added nothing; the upstream layer (issue 12) adds about 105 KB of its own code, the
+    # policies (issue 13) about 70 KB
+    assert lambda_zip.stat().st_size <= 920_000
 
 
 def test_no_module_in_the_zip_imports_one_left_out(lambda_zip: Path, build: ModuleType) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from serverless_pypi.core import errors as domain
 from serverless_pypi.core.errors import (
+    Conflict,
     DomainError,
     FileAlreadyExists,
     Forbidden,
@@ -59,6 +60,7 @@ DOCUMENTED: dict[type[Exception], int] = {
     NoSuchProject: 404,
     NoSuchFile: 404,
     MethodNotAllowed: 405,
+    Conflict: 409,
     TooLarge: 413,
     StoreError: 502,
     NotFound: 502,

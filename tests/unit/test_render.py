@@ -110,6 +110,7 @@ def test_project_page_shape() -> None:
         "hashes": {"sha256": SHA},
         "size": 123,
         "upload-time": TIME,
+        "provenance": None,  # PEP 740 (api 1.3): no attestations held
         "requires-python": ">=3.8",
         "core-metadata": {"sha256": META_SHA},
     }
@@ -120,6 +121,7 @@ def test_project_page_shape() -> None:
         "hashes": {},
         "size": 123,
         "upload-time": TIME,
+        "provenance": None,
     }
     # PEP 592 / PEP 691: yanked is true, or the reason
     assert by_name["pkg-0.9.tar.gz"]["yanked"] is True

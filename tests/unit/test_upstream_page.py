@@ -596,7 +596,12 @@ def test_page_model_leaves_out_what_is_unknown() -> None:
     file = UpstreamFile("demo-1.0+local-py3-none-any.whl", "https://f.example/x.whl", None)
     model = page_model(UpstreamPage(DEMO, (file,)), metadata=True)
     assert model["files"] == [
-        {"filename": file.filename, "url": "demo-1.0%2Blocal-py3-none-any.whl", "hashes": {}}
+        {
+            "filename": file.filename,
+            "url": "demo-1.0%2Blocal-py3-none-any.whl",
+            "hashes": {},
+            "provenance": None,  # PEP 740: always present from api 1.3 on
+        }
     ]
     assert model["versions"] == ["1.0+local"]
 

@@ -10,6 +10,7 @@ import pytest
 from serverless_pypi.compose import build_repository
 from serverless_pypi.core.config import ConfigError, Settings
 from serverless_pypi.repository.fallback import FallbackRepository
+from serverless_pypi.repository.policy import PolicyRepository
 from serverless_pypi.repository.private_first import PrivateFirstRepository
 from serverless_pypi.repository.store import StoreRepository
 from serverless_pypi.repository.upstream import UpstreamRepository
@@ -169,7 +170,9 @@ def test_separate_credentials_are_never_shown() -> None:
 )
 def test_the_stack_each_mode_builds(env: dict[str, str], kind: type, tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
-    repository = build_repository(store, Settings.from_env(env))
+    top = build_repository(store, Settings.from_env(env))
+    assert isinstance(top, PolicyRepository)  # the policies, on top of every stack
+    repository = top.inner
     assert type(repository) is kind
     if isinstance(repository, PrivateFirstRepository):
         assert isinstance(repository.private, StoreRepository)
@@ -185,9 +188,9 @@ def test_mirror_mode_is_given_a_puller(tmp_path: Path) -> None:
         def request(self, name: str, filename: str) -> None: ...
 
     puller = Recorder()
-    repository = build_repository(
-        store, Settings.from_env({"UPSTREAM_INDEX_URL": PYPI}), puller=puller
-    )
+    top = build_repository(store, Settings.from_env({"UPSTREAM_INDEX_URL": PYPI}), puller=puller)
+    assert isinstance(top, PolicyRepository)
+    repository = top.inner
     assert isinstance(repository, PrivateFirstRepository)
     assert isinstance(repository.upstream, UpstreamRepository)
     assert repository.upstream.mode == "mirror" and repository.upstream.puller is puller

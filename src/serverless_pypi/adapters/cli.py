@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shlex
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from serverless_pypi import __version__
 from serverless_pypi.core.config import UPSTREAM_MODES, ConfigError, Settings
-from serverless_pypi.core.errors import DomainError
+from serverless_pypi.core.errors import DomainError, Forbidden
 from serverless_pypi.storage import Store, StoreError, open_store
 
 if TYPE_CHECKING:
@@ -180,17 +181,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from serverless_pypi.core.names import InvalidFilename, parse_distribution_filename
     from serverless_pypi.index.catalog import Catalog
-    from serverless_pypi.index.publish import PublishError, publish
+    from serverless_pypi.index.policies import PolicyReader
+    from serverless_pypi.index.publish import PublishError, check_status, publish
 
     catalog = Catalog(_store(args))
+    # the project statuses in force (PEP 792): archived and quarantined projects take no
+    # files. Namespaces (PEP 752) are about tokens, and this command writes with none.
+    policy = PolicyReader(catalog.store).current()
     failed = 0
     for name in args.files:
         path = Path(name)
         try:
+            with contextlib.suppress(InvalidFilename):  # publish() says what is wrong with it
+                check_status(policy, parse_distribution_filename(path.name).project)
             with path.open("rb") as file:
                 result = publish(catalog, file, path.name)
-        except (OSError, PublishError) as e:
+        except (OSError, PublishError, Forbidden) as e:
             print(f"error: {path.name}: {e}", file=sys.stderr)
             failed += 1
             continue
@@ -542,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     mirror.set_defaults(func=cmd_mirror)
 
     _add_access_commands(commands)
+    from serverless_pypi.adapters import policy_cli
+
+    policy_cli.add_commands(commands)  # policy, revoke, unrevoke, status, namespace
     return parser
 
 

@@ -646,12 +646,17 @@ def _quiet_trigger(server: Any) -> None:
 
 def _answers_in_loop(app: Application) -> bool:
     """Whether reads of `app` may be answered in waitress's I/O loop: only over a local
-    directory with no upstream index, where a read waits on no network (a stat, a small
-    file); every other store keeps its reads in the worker threads."""
+    directory with no upstream index (under the policy layer, which reads the same store),
+    where a read waits on no network (a stat, a small file); every other store keeps its
+    reads in the worker threads."""
+    from serverless_pypi.repository.policy import PolicyRepository
     from serverless_pypi.repository.store import StoreRepository
     from serverless_pypi.storage.local import LocalStore
 
     repository = app.repository
+    # the policy layer reads its document from the same store (revalidated every POLICY_TTL)
+    while isinstance(repository, PolicyRepository):
+        repository = repository.inner
     return isinstance(repository, StoreRepository) and isinstance(
         repository.reader.store, LocalStore
     )

@@ -22,7 +22,7 @@ import binascii
 
 from serverless_pypi.auth.tokens import TokenCache, TokenRecord
 from serverless_pypi.core.config import Settings
-from serverless_pypi.core.errors import Forbidden, Unauthenticated
+from serverless_pypi.core.errors import Conflict, Forbidden, Unauthenticated
 from serverless_pypi.core.http import Request
 from serverless_pypi.core.names import NormalizedName
 
@@ -100,4 +100,21 @@ class AccessControl:
             raise Forbidden(
                 f"The token {token.id} may not upload to project {project!r} "
                 f"(it covers {token.describe_projects()})."
+            )
+
+    def check_namespace(self, request: Request, project: NormalizedName, namespace: str) -> None:
+        """Returns if the request's token covers the PEP 752 namespace `project` is in, else
+        raises Conflict (the PEP's 409: the namespace belongs to whoever holds it whole).
+
+        Runs after `check_upload`: the token is valid and may write `project`.
+        """
+        token, why = self._token(request)
+        if token is None:
+            raise Forbidden(f"Invalid or non-existent authentication information: {why}.")
+        if not token.covers_namespace(namespace):
+            raise Conflict(
+                f"The project {project!r} is in the namespace {namespace!r} (PEP 752): "
+                f"uploads into it need a token that covers the whole namespace (every "
+                f"project, or a pattern such as '{namespace}-*'); the token {token.id} "
+                f"covers {token.describe_projects()}."
             )

@@ -148,6 +148,25 @@ class TokenRecord:
             return False
         return any(fnmatch.fnmatchcase(project, p) for p in self.projects)
 
+    def covers_namespace(self, namespace: str) -> bool:
+        """Whether the token may write every project of a PEP 752 namespace: it is a write
+        token for every project, or one of its patterns matches every name `<namespace>-*`
+        (`*`, `acme-*`, `acme*` for the namespace `acme`; `acme-core` does not).
+
+        A pattern `Q*` matches every `acme-<anything>` when `Q` matches a beginning of
+        `acme-` (the trailing `*` takes the rest); patterns of other shapes are not counted.
+        """
+        if self.scope != "write":
+            return False
+        if not self.projects:
+            return True
+        stem = f"{namespace}-"
+        return any(
+            p.endswith("*")
+            and any(fnmatch.fnmatchcase(stem[:k], p[:-1]) for k in range(len(stem) + 1))
+            for p in self.projects
+        )
+
     def describe_projects(self) -> str:
         return ",".join(self.projects) if self.projects else "*"
 

@@ -201,6 +201,9 @@ class Settings:
     max_upload_size: int = 100 * 1024 * 1024
     #: a log line per request on Lambda (LOG_REQUESTS); failures (5xx) are always logged
     log_requests: bool = False
+    #: seconds the policy document is used before it is revalidated (POLICY_TTL): how long a
+    #: policy change (a revocation) takes to reach a running front
+    policy_ttl: float = 2.0
 
     def __post_init__(self) -> None:
         """Check the upstream settings and resolve them to one meaning (ConfigError).
@@ -212,6 +215,8 @@ class Settings:
             raise ConfigError(f"UPSTREAM_TTL={self.upstream_ttl} must be at least 0")
         if not self.upstream_timeout > 0:
             raise ConfigError(f"UPSTREAM_TIMEOUT={self.upstream_timeout} must be more than 0")
+        if not self.policy_ttl > 0:
+            raise ConfigError(f"POLICY_TTL={self.policy_ttl} must be more than 0 seconds")
         upstream, mode = _upstream_and_mode(
             self.fallback_index_url, self.upstream_index_url, self.upstream_mode
         )
@@ -256,6 +261,7 @@ class Settings:
             "require_auth_for_read": _bool(env, "REQUIRE_AUTH_FOR_READ"),
             "max_upload_size": _int(env, "MAX_UPLOAD_SIZE", 100 * 1024 * 1024),
             "log_requests": _bool(env, "LOG_REQUESTS"),
+            "policy_ttl": _float(env, "POLICY_TTL", 2.0),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

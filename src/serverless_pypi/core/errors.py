@@ -9,6 +9,7 @@ and its subclasses, translated at the storage boundary.
 from __future__ import annotations
 
 __all__ = [
+    "Conflict",
     "DomainError",
     "FileAlreadyExists",
     "Forbidden",
@@ -62,6 +63,11 @@ class Unauthenticated(DomainError):
 
 class Forbidden(DomainError):
     """The credentials are valid but do not cover this request."""
+
+
+class Conflict(DomainError):
+    """The request conflicts with the state of the index: an upload into a PEP 752 namespace
+    with a token that does not cover the namespace (the PEP answers 409)."""
 
 
 class NoSuchPath(DomainError):

@@ -16,6 +16,7 @@ from serverless_pypi.core.model import FileRecord, Manifest
 
 __all__ = [
     "API_VERSION",
+    "HTML_API_VERSION",
     "file_url",
     "project_page",
     "render_html",
@@ -23,8 +24,11 @@ __all__ = [
     "root_page",
 ]
 
-# PEP 629 / PEP 691 api-version. 1.1 adds PEP 700 `versions`, `size` and `upload-time`.
-API_VERSION = "1.1"
+# PEP 629 / PEP 691 api-version. 1.1: PEP 700 `versions`, `size` and `upload-time`; 1.2 (PEP
+# 708) was rejected; 1.3: PEP 740 `provenance`; 1.4: PEP 792 `project-status`.
+API_VERSION = "1.4"
+# PEP 833 froze the HTML form at 1.4: newer data (PEP 752's 1.5) is served in JSON only.
+HTML_API_VERSION = "1.4"
 
 
 def escape(text: str, quote: bool = True) -> str:
@@ -48,6 +52,8 @@ def _file_entry(record: FileRecord) -> dict[str, Any]:
         "hashes": {"sha256": record.sha256} if record.sha256 else {},
         "size": record.size,  # PEP 700
         "upload-time": record.upload_time,  # PEP 700
+        # PEP 740 (api 1.3): the provenance URL, `null` while the index holds no attestations
+        "provenance": None,
     }
     if record.requires_python:
         entry["requires-python"] = record.requires_python
@@ -103,12 +109,22 @@ def _html_file_link(entry: dict[str, Any]) -> str:
     if "yanked" in entry:
         reason = entry["yanked"]
         attrs.append(f'data-yanked="{_attr(reason) if isinstance(reason, str) else ""}"')
+    provenance = entry.get("provenance")
+    if isinstance(provenance, str):
+        attrs.append(f'data-provenance="{_attr(provenance)}"')  # PEP 740; none when null
     return f"    <a {' '.join(attrs)}>{escape(entry['filename'], quote=False)}</a><br>\n"
 
 
 def render_html(page: dict[str, Any]) -> bytes:
-    """PEP 503 HTML of a project page or of the project list."""
-    meta = f'  <meta name="pypi:repository-version" content="{page["meta"]["api-version"]}">\n'
+    """PEP 503 HTML of a project page or of the project list (at HTML_API_VERSION)."""
+    meta = f'  <meta name="pypi:repository-version" content="{HTML_API_VERSION}">\n'
+    status = page.get("project-status")
+    if isinstance(status, dict) and isinstance(status.get("status"), str):
+        # PEP 792: the status and its reason as meta tags
+        meta += f'  <meta name="pypi:project-status" content="{_attr(status["status"])}">\n'
+        if isinstance(status.get("reason"), str):
+            reason = _attr(status["reason"])
+            meta += f'  <meta name="pypi:project-status-reason" content="{reason}">\n'
     if "projects" in page:
         title = "Simple index"
         links = "".join(

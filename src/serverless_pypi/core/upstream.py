@@ -121,6 +121,8 @@ class UpstreamPage:
     name: NormalizedName
     files: tuple[UpstreamFile, ...]  # upstream order; duplicate filenames: first kept
     versions: tuple[str, ...] | None = None  # PEP 700 `versions` when the upstream gave them
+    #: PEP 792 project status and reason, as the upstream gave them (JSON or HTML meta tags)
+    status: tuple[str, str | None] | None = None
     _by_name: dict[str, UpstreamFile] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -137,6 +139,8 @@ class UpstreamPage:
         data: dict[str, Any] = {"name": self.name, "files": [f.to_json() for f in self.files]}
         if self.versions is not None:
             data["versions"] = list(self.versions)
+        if self.status is not None:
+            data["status"] = list(self.status)
         return data
 
     @classmethod
@@ -147,15 +151,35 @@ class UpstreamPage:
             versions = data.get("versions")
             if not isinstance(files, list) or not (versions is None or isinstance(versions, list)):
                 raise TypeError("`files` or `versions` is not a list")
+            status = data.get("status")  # absent in pages stored before it was kept
             return cls(
                 name=normalize_project_name(_str(data["name"])),
                 files=tuple(UpstreamFile.from_json(f) for f in files),
                 versions=None if versions is None else tuple(_str(v) for v in versions),
+                status=None if status is None else _stored_status(status),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             if isinstance(e, InvalidUpstreamPage):
                 raise
             raise InvalidUpstreamPage(f"not a stored upstream page: {e}") from e
+
+
+def _stored_status(value: object) -> tuple[str, str | None]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise TypeError("`status` is not a [status, reason] pair")
+    status = _project_status(value[0], value[1])
+    if status is None:
+        raise ValueError(f"{value[0]!r:.80} is not a PEP 792 status")
+    return status
+
+
+def _project_status(status: object, reason: object) -> tuple[str, str | None] | None:
+    """A PEP 792 status and reason (a string, else None); None for an unknown status."""
+    from serverless_pypi.core.policy import STATUSES
+
+    if not isinstance(status, str) or status not in STATUSES:
+        return None
+    return status, reason if isinstance(reason, str) and reason else None
 
 
 def _str(value: object) -> str:
@@ -202,15 +226,15 @@ def parse_page(data: bytes, content_type: str, page_url: str, name: NormalizedNa
         )
     media, charset = _media_type(content_type)
     if media in JSON_TYPES:
-        files, versions = _parse_json(data, page_url, name)
+        files, versions, status = _parse_json(data, page_url, name)
     elif media in HTML_TYPES:
-        files, versions = _parse_html(data, charset, page_url, name), None
+        (files, status), versions = _parse_html(data, charset, page_url, name), None
     else:
         raise InvalidUpstreamPage(
             f"the page of {name} is of type {content_type[:100]!r}, not a simple API page "
             f"({JSON_TYPE} or text/html)"
         )
-    return UpstreamPage(name, _first_of_each(files), versions)
+    return UpstreamPage(name, _first_of_each(files), versions, status)
 
 
 def _first_of_each(files: Iterable[UpstreamFile]) -> tuple[UpstreamFile, ...]:
@@ -268,7 +292,7 @@ class _Dropped(Exception):
 
 def _parse_json(
     data: bytes, page_url: str, name: NormalizedName
-) -> tuple[list[UpstreamFile], tuple[str, ...] | None]:
+) -> tuple[list[UpstreamFile], tuple[str, ...] | None, tuple[str, str | None] | None]:
     try:
         document = json.loads(data)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
@@ -288,10 +312,17 @@ def _parse_json(
             files.append(_json_file(entry, page_url))
         except _Dropped:
             continue
+    # PEP 792 `project-status: {"status", "reason"?}`; an unknown status is not passed on
+    found = document.get("project-status")
+    status = (
+        _project_status(found.get("status"), found.get("reason"))
+        if isinstance(found, dict)
+        else None
+    )
     versions = document.get("versions")
     if isinstance(versions, list) and all(isinstance(v, str) for v in versions):
-        return files, tuple(versions)
-    return files, None
+        return files, tuple(versions), status
+    return files, None, status
 
 
 def _check_name(value: object, name: NormalizedName) -> None:
@@ -362,7 +393,7 @@ def _json_yanked(value: object) -> str | None:
 
 def _parse_html(
     data: bytes, charset: str | None, page_url: str, name: NormalizedName
-) -> list[UpstreamFile]:
+) -> tuple[list[UpstreamFile], tuple[str, str | None] | None]:
     import codecs
 
     try:
@@ -386,7 +417,9 @@ def _parse_html(
         resolved = _absolute(page_url, parser.base)
         if resolved is not None:
             base = resolved[0]
-    return list(_html_files(parser.links, base))
+    # PEP 792: `pypi:project-status` and `pypi:project-status-reason` meta tags
+    status = _project_status(parser.status, parser.status_reason)
+    return list(_html_files(parser.links, base)), status
 
 
 def _html_files(links: list[dict[str, str | None]], base: str) -> Iterator[UpstreamFile]:
@@ -446,10 +479,30 @@ class _Links(Protocol):
     links: list[dict[str, str | None]]
     base: str | None
     api_version: str | None
+    status: str | None
+    status_reason: str | None
 
     def feed(self, data: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+#: the meta tags read, by name: the parser attribute each sets
+_META = {
+    "pypi:repository-version": "api_version",  # PEP 629
+    "pypi:project-status": "status",  # PEP 792
+    "pypi:project-status-reason": "status_reason",
+}
+
+
+def _read_meta(parser: _Links, values: dict[str, str | None]) -> None:
+    """Keep the content of a meta tag `_META` names (the first of each; the last
+    `pypi:repository-version`, as before)."""
+    attribute = _META.get(values.get("name") or "")
+    if attribute is None:
+        return
+    if attribute == "api_version" or getattr(parser, attribute) is None:
+        setattr(parser, attribute, values.get("content"))
 
 
 @functools.cache
@@ -459,14 +512,16 @@ def _link_parser() -> Callable[[], _Links]:
     from html.parser import HTMLParser
 
     class LinkParser(HTMLParser):
-        """Collects the attributes of every `<a>`, the first `<base href>` and the PEP 629
-        `pypi:repository-version`."""
+        """Collects the attributes of every `<a>`, the first `<base href>`, the PEP 629
+        `pypi:repository-version` and the PEP 792 `pypi:project-status(-reason)`."""
 
         def __init__(self) -> None:
             super().__init__(convert_charrefs=True)
             self.links: list[dict[str, str | None]] = []
             self.base: str | None = None
             self.api_version: str | None = None
+            self.status: str | None = None
+            self.status_reason: str | None = None
 
         def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
             if tag == "a":
@@ -480,9 +535,7 @@ def _link_parser() -> Callable[[], _Links]:
                 if href:
                     self.base = href
             elif tag == "meta":
-                values = dict(attrs)
-                if values.get("name") == "pypi:repository-version":
-                    self.api_version = values.get("content")
+                _read_meta(self, dict(attrs))
 
     return LinkParser
 
@@ -518,6 +571,8 @@ def _entry(file: UpstreamFile, *, metadata: bool) -> dict[str, Any]:
         entry["size"] = file.size  # PEP 700
     if file.upload_time is not None:
         entry["upload-time"] = file.upload_time  # PEP 700: the upstream's string, exactly
+    # PEP 740: the upstream's provenance is not relayed (it names the upstream's files)
+    entry["provenance"] = None
     if file.requires_python:
         entry["requires-python"] = file.requires_python
     if metadata and file.metadata_sha256:
@@ -536,9 +591,14 @@ def page_model(page: UpstreamPage, *, metadata: bool) -> dict[str, Any]:
     `metadata`: whether the index serves the `.metadata` files the upstream offers with a
     sha256 (only then is `core-metadata` advertised: PEP 658 clients fail hard on a 404).
     """
-    return {
+    model: dict[str, Any] = {
         "meta": {"api-version": API_VERSION},
         "name": page.name,
         "versions": list(page.versions) if page.versions is not None else _versions(page.files),
         "files": [_entry(f, metadata=metadata) for f in page.files],
     }
+    if page.status is not None:
+        # PEP 792: an upstream project's status passes through
+        status, reason = page.status
+        model["project-status"] = {"status": status, **({"reason": reason} if reason else {})}
+    return model

@@ -12,6 +12,7 @@ so derived data never shows up as a project or a file.
     .serverless-pypi/pages/<name>.json.gz
     .serverless-pypi/metadata/<name>/<file>.metadata    PEP 658 core metadata
     .serverless-pypi/tokens.json             access tokens (hashed)
+    .serverless-pypi/policy.json             the policies in force (core.policy)
     .serverless-pypi/upstream/pages/<name>.json                 cached upstream page
     .serverless-pypi/upstream/files/<name>/<sha256>/<file>      pulled-through copy (verified)
     .serverless-pypi/upstream/metadata/<name>/<sha256>/<file>.metadata   its core metadata
@@ -30,6 +31,7 @@ from serverless_pypi.core.names import NormalizedName, check_filename
 __all__ = [
     "MANIFESTS",
     "METADATA",
+    "POLICY",
     "RESERVED_PREFIX",
     "ROOT_HTML",
     "ROOT_LIST",
@@ -54,6 +56,8 @@ RESERVED_PREFIX = ".serverless-pypi/"
 ROOT_HTML = "index.html"
 ROOT_LIST = RESERVED_PREFIX + "projects.json"
 TOKENS = RESERVED_PREFIX + "tokens.json"
+#: the policy document (core.policy), changed by compare-and-swap only
+POLICY = RESERVED_PREFIX + "policy.json"
 MANIFESTS = RESERVED_PREFIX + "projects/"
 METADATA = RESERVED_PREFIX + "metadata/"
 UPSTREAM = RESERVED_PREFIX + "upstream/"

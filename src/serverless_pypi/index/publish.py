@@ -16,9 +16,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
-from serverless_pypi.core.errors import FileAlreadyExists, InvalidRequest
+from serverless_pypi.core.errors import FileAlreadyExists, Forbidden, InvalidRequest
 from serverless_pypi.core.metadata import BadDistribution, hash_stream
 from serverless_pypi.core.model import FileRecord, Manifest, format_upload_time
 from serverless_pypi.core.names import (
@@ -33,7 +33,18 @@ from serverless_pypi.index.indexer import Indexer, classify_key
 from serverless_pypi.index.records import Derived, derive_from_file, record_for
 from serverless_pypi.storage import NotFound, PreconditionFailed, StoreError
 
-__all__ = ["FileExists", "IncompleteUpload", "PublishError", "PublishResult", "publish"]
+if TYPE_CHECKING:
+    from serverless_pypi.core.policy import Policy
+
+__all__ = [
+    "CLOSED_STATUSES",
+    "FileExists",
+    "IncompleteUpload",
+    "PublishError",
+    "PublishResult",
+    "check_status",
+    "publish",
+]
 
 log = logging.getLogger(__name__)
 
@@ -295,3 +306,23 @@ def publish(catalog: Catalog, file: IO[bytes], filename: str) -> PublishResult:
     # debug: the caller reports the outcome (the CLI prints one line a file, uploads answer it)
     log.debug("published %s (%s)", filename, "new" if created else "already there")
     return PublishResult(filename, name, derived.sha256, "created" if created else "exists")
+
+
+#: the project statuses (PEP 792) under which a project takes no new files
+CLOSED_STATUSES = ("archived", "quarantined")
+
+
+def check_status(policy: Policy, project: NormalizedName) -> None:
+    """Raise Forbidden when the project's status in `policy` closes it to new files.
+
+    PEP 792: an `archived` project takes no new uploads, nor does a `quarantined` one (which
+    offers no files either); `deprecated` and `active` ones do. Every way in checks it: the
+    upload API and `serverless-pypi publish`.
+    """
+    status = policy.status_of(project)
+    if status is None or status.status not in CLOSED_STATUSES:
+        return
+    why = f" ({status.reason})" if status.reason else ""
+    raise Forbidden(
+        f"The project {project!r} is {status.status}{why}: it takes no new uploads (PEP 792)."
+    )

@@ -59,6 +59,9 @@ class StoredPage:
     redirect: Callable[[str], Redirect | None] = field(compare=False, repr=False)
     #: when the store last wrote it
     last_modified: datetime | None = field(default=None, compare=False)
+    #: the moment these bytes stop being the page by themselves (a file comes of age under
+    #: a policy's cooldown): no cache may keep them past it; None: only a write changes them
+    expires: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

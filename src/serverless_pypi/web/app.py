@@ -7,6 +7,8 @@ Routes (paths below the index root, `/simple/` locally):
     "<project>/"         project page            GET, HEAD
     "<project>/<file>"   the file                GET, HEAD (302 to S3, or the bytes)
     "<file>.metadata"    PEP 658 core metadata   GET, HEAD
+    "namespaces"         PEP 752 namespace list  GET, HEAD (JSON; while the policy has any)
+    "namespace/<ns>"     PEP 752 namespace       GET, HEAD (JSON; while the policy has any)
 
 What it serves comes from a `Repository` (`serverless_pypi.repository`); the application
 negotiates the format, checks access, renders a model when it gets one, sets cache headers,
@@ -17,8 +19,10 @@ storage key.
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from serverless_pypi.core.config import Settings
@@ -60,9 +64,9 @@ from serverless_pypi.repository.base import (
 )
 from serverless_pypi.storage.base import StoreError
 from serverless_pypi.web.errors import FailureLog, error_response
-from serverless_pypi.web.paths import UPLOAD_PATHS, split_path
+from serverless_pypi.web.paths import NAMESPACE_LIST, UPLOAD_PATHS, namespace_route, split_path
 
-__all__ = ["AccessCheck", "Application", "UploadHandler"]
+__all__ = ["AccessCheck", "Application", "UploadHandler", "cap_cache_control"]
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 _VARY = "Accept, Accept-Encoding"
@@ -74,6 +78,60 @@ UploadHandler = Callable[[Request], Response]
 #: an access check for a read of a project (None: the project list): returns to let the
 #: request through, raises Unauthenticated or Forbidden to refuse it
 AccessCheck = Callable[[Request, str, NormalizedName | None], None]
+
+
+class Namespaced(Protocol):
+    """What the application reads from the policy in force (`serverless_pypi.core.policy`)."""
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """The PEP 752 namespaces reserved on this index, normalized."""
+        ...
+
+
+#: the policy in force, read at each request (a revalidating cache: `index.policies`)
+PolicySource = Callable[[], Namespaced]
+
+
+#: RFC 9111 section 5.2.2: how long a cache may use a response without asking (the shared
+#: caches' s-maxage, everyone's max-age); RFC 5861: how long after that it may still use it
+_LIFETIMES = ("max-age", "s-maxage")
+_STALE = ("stale-while-revalidate", "stale-if-error")
+_NOT_STORED = ("no-store", "no-cache")
+
+
+def cap_cache_control(value: str, seconds: int) -> str:
+    """The Cache-Control `value` with nothing that lets a cache keep the response longer than
+    `seconds` from now: max-age and s-maxage at most `seconds`, the RFC 5861 stale windows
+    within what is left after them, and a max-age added when `value` has no lifetime (RFC
+    9111 section 4.2.2: a cache may otherwise guess one). `max-age=0` stays as it is."""
+    directives = [d.strip() for d in value.split(",") if d.strip()]
+    names = [d.partition("=")[0].strip().lower() for d in directives]
+    capped: list[str] = []
+    longest = 0
+    for directive, name in zip(directives, names, strict=True):
+        given = _seconds_of(directive) if name in _LIFETIMES else None
+        if given is not None:
+            longest = max(longest, min(given, seconds))
+        capped.append(f"{name}={seconds}" if given is not None and given > seconds else directive)
+    for index, name in enumerate(names):
+        given = _seconds_of(capped[index]) if name in _STALE else None
+        if given is not None and longest + given > seconds:
+            capped[index] = f"{name}={max(seconds - longest, 0)}"
+    if not any(n in _LIFETIMES or n in _NOT_STORED for n in names):
+        capped.append(f"max-age={seconds}")
+    return ", ".join(capped)
+
+
+def _seconds_of(directive: str) -> int | None:
+    """The delta-seconds of a `name=N` directive (quoted or not), None when it has none."""
+    argument = directive.partition("=")[2].strip().strip('"')
+    return int(argument) if argument.isascii() and argument.isdigit() else None
+
+
+def _seconds_until(moment: datetime) -> int:
+    """Whole seconds from now until `moment` (0 when it has passed)."""
+    return max(int((moment - datetime.now(UTC)).total_seconds()), 0)
 
 
 def _if_none_match(request: Request) -> IfNoneMatch | None:
@@ -92,11 +150,13 @@ class Application:
         *,
         upload: UploadHandler | None = None,
         access: AccessCheck | None = None,
+        policies: PolicySource | None = None,
     ) -> None:
         self.repository = repository
         self.settings = settings or Settings()
         self.upload = upload
         self.access = access
+        self.policies = policies
         self._failures = FailureLog()
 
     # -- entry point ------------------------------------------------------------------
@@ -123,6 +183,10 @@ class Application:
         if segments == [""]:
             self._authorize(request, None)
             return self._root(request, wanted)
+        namespaces = self._namespaces()
+        if namespaces and (segments == NAMESPACE_LIST or namespace_route(segments)):
+            self._authorize(request, None)
+            return self._namespace(request, wanted, namespaces, namespace_route(segments))
         project = self._project_name(segments[0])
         if len(segments) == 1:
             # PEP 503: every page URL ends in "/"
@@ -136,6 +200,10 @@ class Application:
             self._authorize(request, project)
             return self._file(request, project, segments[1], wanted)
         raise NoSuchPath("Not found: the index has project pages and their files only.")
+
+    def _namespaces(self) -> tuple[str, ...]:
+        """The PEP 752 namespaces of the policy in force (none: the PEP is not supported)."""
+        return self.policies().namespaces if self.policies is not None else ()
 
     def _authorize(self, request: Request, project: NormalizedName | None) -> None:
         # before any answer: a download is redirected to a presigned URL only after it passed
@@ -157,11 +225,19 @@ class Application:
     # a Last-Modified. If-Modified-Since alone is not evaluated: a change within the second
     # of the previous one (a yank) would be answered 304.
     def _headers(
-        self, fmt: Format, etag: str, last_modified: datetime | None = None
+        self,
+        fmt: Format,
+        etag: str,
+        last_modified: datetime | None = None,
+        expires: datetime | None = None,
     ) -> dict[str, str]:
+        cache_control = self.settings.cache_control
+        if expires is not None:
+            # a page that changes by itself then (a file comes of age): no cache keeps it past
+            cache_control = cap_cache_control(cache_control, _seconds_until(expires))
         headers = {
             "Content-Type": fmt.content_type,
-            "Cache-Control": self.settings.cache_control,
+            "Cache-Control": cache_control,
             "Vary": _VARY,
             "ETag": etag,
         }
@@ -177,11 +253,12 @@ class Application:
         body: bytes,
         *,
         last_modified: datetime | None,
+        expires: datetime | None = None,
     ) -> Response:
         """A page rendered for this request, tagged by its bytes."""
         etag = make_etag(body)
         gz = accepts_gzip(request.headers) and len(body) >= GZIP_MIN_SIZE
-        headers = self._headers(fmt, encoding_tag(etag, gz), last_modified)
+        headers = self._headers(fmt, encoding_tag(etag, gz), last_modified, expires)
         if wanted is not None and wanted.matches(headers["ETag"]):
             return Response(304, headers)
         if gz:
@@ -194,7 +271,7 @@ class Application:
     ) -> Response:
         """A precomputed, gzip-compressed page, passed on as the store holds it."""
         gz = accepts_gzip(request.headers)
-        headers = self._headers(fmt, encoding_tag(page.etag, gz), page.last_modified)
+        headers = self._headers(fmt, encoding_tag(page.etag, gz), page.last_modified, page.expires)
         if wanted is not None and wanted.matches(headers["ETag"]):
             return Response(304, headers)
         if gz:
@@ -215,6 +292,10 @@ class Application:
         fmt = choose_format(request.headers.get("accept"), request.query_param("format"))
         listed = self.repository.project_list()
         page = root_page(listed.names)
+        if fmt.is_json and self._namespaces():
+            from serverless_pypi.core.namespaces import API_VERSION
+
+            page["meta"] = {**page["meta"], "api-version": API_VERSION}  # PEP 752: JSON 1.5
         body = render_json(page) if fmt.is_json else render_html(page)
         return self._page_response(request, wanted, fmt, body, last_modified=listed.last_modified)
 
@@ -222,6 +303,9 @@ class Application:
         self, request: Request, name: NormalizedName, wanted: IfNoneMatch | None
     ) -> Response:
         fmt = choose_format(request.headers.get("accept"), request.query_param("format"))
+        namespaces = self._namespaces() if fmt.is_json else ()
+        if namespaces:
+            return self._namespaced_project(request, name, wanted, namespaces)
         # the store holds one object for both codings: it compares the tags of this one
         gz = accepts_gzip(request.headers)
         stored = wanted.for_encoding(gz) if wanted is not None else None
@@ -238,6 +322,78 @@ class Application:
         model = project_page(page)
         body = render_json(model) if fmt.is_json else render_html(model)
         return self._page_response(request, wanted, fmt, body, last_modified=page.last_modified)
+
+    # -- PEP 752 namespaces ---------------------------------------------------------------
+    # JSON only (PEP 833 froze HTML at 1.4) and only while the policy reserves a namespace: a
+    # repository that does not support PEP 752 must not emit any of it.
+    def _namespaced_project(
+        self,
+        request: Request,
+        name: NormalizedName,
+        wanted: IfNoneMatch | None,
+        namespaces: tuple[str, ...],
+    ) -> Response:
+        """The JSON project page with PEP 752's `namespace` key, at api-version 1.5."""
+        from serverless_pypi.core.namespaces import annotate_project, matching_namespace
+
+        fmt = Format.JSON_V1
+        # the body differs from the stored one: this layer compares the client's tags itself
+        page = self.repository.project_page(name, json=True, if_none_match=None)
+        if isinstance(page, Redirect):
+            return redirect(302, page.url)
+        if isinstance(page, PageUnchanged):  # not asked for; a layer below answered it anyway
+            raise NoSuchProject(f"Project {name!r} could not be read; try again.")
+        model: dict[str, Any]
+        if isinstance(page, StoredPage):
+            model = json.loads(gzip.decompress(page.data))
+            last_modified, expires = page.last_modified, page.expires
+        else:
+            if not page.served():
+                raise NoSuchProject(f"Project {name!r} has no files this index serves.")
+            model = project_page(page)
+            last_modified, expires = page.last_modified, None
+        # authorized (PEP 752): the project is the index's own, which only a token covering
+        # the namespace could create; asked only of names in a namespace
+        authorized = matching_namespace(namespaces, name) is not None and self.repository.owns(name)
+        body = render_json(annotate_project(model, namespaces, authorized=authorized))
+        return self._page_response(
+            request, wanted, fmt, body, last_modified=last_modified, expires=expires
+        )
+
+    def _namespace(
+        self,
+        request: Request,
+        wanted: IfNoneMatch | None,
+        namespaces: tuple[str, ...],
+        asked: str | None,
+    ) -> Response:
+        """The namespace list (`asked` None) or one namespace's detail, as JSON."""
+        from serverless_pypi.core.namespaces import (
+            NoSuchNamespace,
+            namespace_detail,
+            namespace_list,
+        )
+
+        if asked is None:
+            body = render_json(namespace_list(namespaces))
+        else:
+            prefix = self._namespace_name(asked)
+            if prefix != asked:
+                # the URL holds the normalized namespace (PEP 752), as a project URL does
+                return redirect(301, quote(prefix, safe=""), "max-age=3600")
+            try:
+                body = render_json(namespace_detail(namespaces, prefix))
+            except NoSuchNamespace as e:
+                raise NoSuchPath(f"Not found: {e}") from None
+        return self._page_response(request, wanted, Format.JSON_V1, body, last_modified=None)
+
+    @staticmethod
+    def _namespace_name(segment: str) -> NormalizedName:
+        try:
+            return normalize_project_name(segment)
+        except InvalidProjectName as e:
+            # PEP 752: a namespace is a valid project name
+            raise InvalidRequest(f"Not a namespace: {e}") from None
 
     # -- files --------------------------------------------------------------------------
     def _file(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from serverless_pypi.core.errors import (
+    Conflict,
     DomainError,
     FileAlreadyExists,
     Forbidden,
@@ -98,6 +99,7 @@ STATUSES: dict[type[Exception], tuple[int, Headers | None]] = {
     NoSuchProject: (404, None),
     NoSuchFile: (404, None),
     MethodNotAllowed: (405, _allow),
+    Conflict: (409, None),  # PEP 752: an upload into a namespace the token does not cover
     TooLarge: (413, None),
     # the store: a failure no one described is a bad gateway; known causes are "unavailable"
     # (RFC 9110 section 15.6.4), transient ones with Retry-After

@@ -8,11 +8,26 @@ from urllib.parse import unquote
 from serverless_pypi.core.errors import InvalidRequest, NoSuchPath, PathTooLong
 from serverless_pypi.core.http import Response, redirect
 
-__all__ = ["MAX_PATH_LENGTH", "UPLOAD_PATHS", "index_route", "is_upload_route", "split_path"]
+__all__ = [
+    "MAX_PATH_LENGTH",
+    "NAMESPACE_LIST",
+    "UPLOAD_PATHS",
+    "index_route",
+    "is_upload_route",
+    "namespace_route",
+    "split_path",
+]
 
 MAX_PATH_LENGTH = 1024
 #: uploads are accepted at the index root and, as on PyPI, at "legacy/"
 UPLOAD_PATHS = ([""], ["legacy", ""], ["legacy"])
+#: PEP 752 (JSON only): the namespace list and `namespace/<namespace>`, below the index root.
+#: Without a slash at the end, so they never shadow the pages of projects named so.
+NAMESPACE_LIST = ["namespaces"]
+_NAMESPACE = "namespace"
+#: what ends a distribution's (or its metadata's) file name: never a normalized namespace,
+#: which has no "."
+_FILE_ENDINGS = (".whl", ".tar.gz", ".zip", ".metadata")
 _ENCODED_SEPARATOR = re.compile(r"%(2f|5c)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -33,6 +48,18 @@ def split_path(raw: str) -> list[str]:
         if _CONTROL.search(segment) or "\\" in segment:
             raise InvalidRequest("Paths may not contain control characters or backslashes.")
     return segments
+
+
+def namespace_route(segments: list[str]) -> str | None:
+    """The namespace a `namespace/<namespace>` route asks for (as written), else None.
+
+    A file of a project named "namespace" (`namespace/namespace-1.0.tar.gz`) is not one.
+    """
+    if len(segments) != 2 or segments[0] != _NAMESPACE or not segments[1]:
+        return None
+    if segments[1].lower().endswith(_FILE_ENDINGS):
+        return None
+    return segments[1]
 
 
 def index_route(path: str) -> str | Response:

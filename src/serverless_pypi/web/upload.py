@@ -7,7 +7,9 @@ file as `content`. Answers follow PyPI:
 - 200 on success, and 200 for an identical re-upload (nothing changes);
 - 400 `File already exists ...` for other bytes under a published file name, and 400 with the
   reason for a form or a file that does not validate;
-- 403 for missing or bad credentials, or a token that does not cover the project;
+- 403 for missing or bad credentials, or a token that does not cover the project, and for a
+  project whose status (PEP 792) is `archived` or `quarantined`;
+- 409 for a project in a PEP 752 namespace with a token that does not cover the namespace;
 - 413 for a file over the size bound (on Lambda the message points to `serverless-pypi
   publish`, which writes to S3 directly: API Gateway and Lambda carry at most 6 MB).
 
@@ -21,13 +23,13 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import multipart
 from packaging.version import InvalidVersion, Version
 
 from serverless_pypi.core.config import Settings
-from serverless_pypi.core.errors import InvalidRequest, LengthRequired, TooLarge
+from serverless_pypi.core.errors import Conflict, InvalidRequest, LengthRequired, TooLarge
 from serverless_pypi.core.http import Request, Response, text_response
 from serverless_pypi.core.metadata import MAX_METADATA_SIZE
 from serverless_pypi.core.names import (
@@ -39,8 +41,11 @@ from serverless_pypi.core.names import (
     parse_distribution_filename,
 )
 from serverless_pypi.index.catalog import Catalog
-from serverless_pypi.index.publish import FileExists, PublishError, publish
+from serverless_pypi.index.publish import FileExists, PublishError, check_status, publish
 from serverless_pypi.index.records import spooled
+
+if TYPE_CHECKING:
+    from serverless_pypi.core.policy import Policy
 
 __all__ = ["MAX_FORM_TEXT", "UploadForm", "UploadHandler", "parse_form"]
 
@@ -71,6 +76,9 @@ _DIGESTS = ("sha256_digest", "blake2_256_digest", "md5_digest")
 #: checks the request's credentials for a project (None: any project): returns when the
 #: request may upload, raises Forbidden when it may not
 Authorize = Callable[[Request, NormalizedName | None], None]
+#: checks that the request's token covers the PEP 752 namespace (the third argument) the
+#: project is in: returns when it does, raises Conflict when it does not
+ClaimNamespace = Callable[[Request, NormalizedName, str], None]
 
 
 @dataclass
@@ -363,9 +371,14 @@ class UploadHandler:
         *,
         max_file_size: int | None = None,
         too_large_hint: str = "",
+        policies: Callable[[], Policy] | None = None,
+        claim_namespace: ClaimNamespace | None = None,
     ) -> None:
         self.catalog = catalog
         self.authorize = authorize
+        #: the policy in force (statuses, namespaces), asked at every upload; None: no policy
+        self.policies = policies
+        self.claim_namespace = claim_namespace
         self.max_file_size = max_file_size or settings.max_upload_size
         self.too_large_hint = too_large_hint
 
@@ -387,6 +400,7 @@ class UploadHandler:
     def _publish(self, request: Request, form: UploadForm) -> Response:
         dist = _validate(form)
         self.authorize(request, dist.project)
+        self._check_policy(request, dist.project)
         try:
             result = publish(self.catalog, form.content, dist.filename)
         except FileExists:
@@ -400,3 +414,17 @@ class UploadHandler:
         else:
             message = f"OK: published {result.project}/{result.filename} sha256={result.sha256}"
         return text_response(200, message)
+
+    def _check_policy(self, request: Request, project: NormalizedName) -> None:
+        """Refuse the upload when the policy in force closes the project: its status (PEP
+        792, a 403) or a namespace (PEP 752) the token does not cover (a 409)."""
+        if self.policies is None:
+            return
+        policy = self.policies()
+        check_status(policy, project)
+        namespace = policy.namespace_of(project)
+        if namespace is None:
+            return
+        if self.claim_namespace is None:  # nothing to check the token with: fail closed
+            raise Conflict(f"The project {project!r} is in the namespace {namespace!r} (PEP 752).")
+        self.claim_namespace(request, project, namespace)
