@@ -50,9 +50,10 @@ if TYPE_CHECKING:
     from serverless_pypi.auth.access import AccessControl
     from serverless_pypi.repository.policy import PolicyRepository
     from serverless_pypi.repository.upstream import Puller
+    from serverless_pypi.upstream.client import UpstreamClient
     from serverless_pypi.web.upload import UploadHandler
 
-__all__ = ["build_application", "build_repository"]
+__all__ = ["build_application", "build_repository", "upstream_client"]
 
 
 def build_repository(
@@ -103,21 +104,28 @@ def _policies(store: Store, settings: Settings, sources: Repository) -> PolicyRe
     return PolicyRepository(sources, PolicyReader(store, ttl=settings.policy_ttl).current)
 
 
+def upstream_client(settings: Settings) -> UpstreamClient:
+    """The client of the upstream index the settings name (proxy and mirror modes)."""
+    from serverless_pypi.upstream.client import UpstreamClient
+
+    if settings.upstream_index_url is None:
+        raise ValueError("no upstream index is configured (UPSTREAM_INDEX_URL)")
+    return UpstreamClient(
+        settings.upstream_index_url,
+        username=settings.upstream_username,
+        password=settings.upstream_password,
+        timeout=settings.upstream_timeout,
+    )
+
+
 def _upstream(
     store: Store, settings: Settings, puller: Puller | None, *, background_pulls: bool
 ) -> Repository:
     """The upstream of proxy and mirror modes (imported only when one is configured)."""
     from serverless_pypi.index.upstream_cache import UpstreamCache
     from serverless_pypi.repository.upstream import UpstreamRepository
-    from serverless_pypi.upstream.client import UpstreamClient
 
-    assert settings.upstream_index_url is not None
-    client = UpstreamClient(
-        settings.upstream_index_url,
-        username=settings.upstream_username,
-        password=settings.upstream_password,
-        timeout=settings.upstream_timeout,
-    )
+    client = upstream_client(settings)
     cache = UpstreamCache(store)
     if settings.upstream_mode == "mirror" and puller is None and background_pulls:
         from serverless_pypi.index.pull import BackgroundPuller

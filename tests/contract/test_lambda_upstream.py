@@ -29,36 +29,27 @@ from typing import Any
 import boto3
 import pytest
 
-from serverless_pypi.adapters import aws_lambda
 from serverless_pypi.adapters.aws_lambda import application, reindex_handler
 from serverless_pypi.core.names import NormalizedName
 from serverless_pypi.index import layout
 from serverless_pypi.index.pull import QueuePuller
 from serverless_pypi.storage.s3 import S3Store
 from tests.helpers.index import JSON
-from tests.helpers.lambda_events import CONFIG, body_bytes, event, handle
+from tests.helpers.lambda_events import (
+    CONFIG,
+    UPSTREAM_CONFIG,
+    body_bytes,
+    event,
+    fresh_environment,
+    handle,
+)
 from tests.helpers.servers import REGION, ROOT, LiveServer, create_bucket, stop
 from tests.helpers.upstream import publish_upstream, start_upstream
 
-UPSTREAM_CONFIG = (
-    "UPSTREAM_INDEX_URL",
-    "UPSTREAM_MODE",
-    "UPSTREAM_TTL",
-    "UPSTREAM_USERNAME",
-    "UPSTREAM_PASSWORD",
-    "UPSTREAM_CREDENTIALS_SECRET",
-    "PULL_QUEUE_URL",
-)
 NAME = NormalizedName("up-pkg")
 
 
-def fresh() -> None:
-    """Forget what a warm execution environment keeps."""
-    application.cache_clear()
-    aws_lambda.indexer.cache_clear()
-    aws_lambda._log_once.cache_clear()
-    aws_lambda._pull_client.cache_clear()
-    aws_lambda._secret_credentials.cache_clear()
+fresh = fresh_environment
 
 
 @dataclass

@@ -80,6 +80,27 @@ CONFIG = (
     "CACHE_CONTROL",
     "REQUIRE_AUTH_FOR_READ",
 )
+#: the upstream's settings (issue 12), cleared by tests that configure one
+UPSTREAM_CONFIG = (
+    "UPSTREAM_INDEX_URL",
+    "UPSTREAM_MODE",
+    "UPSTREAM_TTL",
+    "UPSTREAM_USERNAME",
+    "UPSTREAM_PASSWORD",
+    "UPSTREAM_CREDENTIALS_SECRET",
+    "PULL_QUEUE_URL",
+)
+
+
+def fresh_environment() -> None:
+    """A new execution environment: forget what a warm function keeps."""
+    from serverless_pypi.adapters import aws_lambda
+
+    aws_lambda.application.cache_clear()
+    aws_lambda.indexer.cache_clear()
+    aws_lambda._log_once.cache_clear()
+    aws_lambda._pull_client.cache_clear()
+    aws_lambda._secret_credentials.cache_clear()
 
 
 def load(name: str) -> dict[str, Any]:

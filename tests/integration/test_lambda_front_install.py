@@ -27,38 +27,20 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 
-from serverless_pypi.adapters import aws_lambda
-from serverless_pypi.adapters.aws_lambda import api_handler, application, reindex_handler
+from serverless_pypi.adapters.aws_lambda import api_handler, reindex_handler
 from serverless_pypi.index import layout
 from serverless_pypi.storage.s3 import S3Store
 from tests.helpers.clients import pip_install, uv_install
 from tests.helpers.dists import make_wheel
 from tests.helpers.index import publish_file
-from tests.helpers.lambda_events import CONFIG, load
+from tests.helpers.lambda_events import CONFIG, fresh_environment, load
+from tests.helpers.lambda_events import UPSTREAM_CONFIG as LAMBDA_UPSTREAM_CONFIG
 from tests.helpers.servers import REGION, LiveServer, create_bucket, stop
 from tests.helpers.upstream import publish_upstream, start_upstream
 
 pytestmark = pytest.mark.slow
 
-UPSTREAM_CONFIG = (
-    "UPSTREAM_INDEX_URL",
-    "UPSTREAM_MODE",
-    "UPSTREAM_TTL",
-    "UPSTREAM_USERNAME",
-    "UPSTREAM_PASSWORD",
-    "UPSTREAM_CREDENTIALS_SECRET",
-    "PULL_QUEUE_URL",
-    "FALLBACK_INDEX_URL",
-)
-
-
-def fresh_environment() -> None:
-    """A new execution environment: nothing a warm function keeps."""
-    application.cache_clear()
-    aws_lambda.indexer.cache_clear()
-    aws_lambda._log_once.cache_clear()
-    aws_lambda._pull_client.cache_clear()
-    aws_lambda._secret_credentials.cache_clear()
+UPSTREAM_CONFIG = (*LAMBDA_UPSTREAM_CONFIG, "FALLBACK_INDEX_URL")
 
 
 class FunctionUrl(BaseHTTPRequestHandler):

@@ -317,12 +317,12 @@ def _read_wanted(arg: str) -> Wanted:
 
 def cmd_mirror(args: argparse.Namespace) -> int:
     from serverless_pypi.adapters.mirror import Mirror
+    from serverless_pypi.compose import upstream_client
     from serverless_pypi.core.wanted import InvalidWanted, Wanted
     from serverless_pypi.index.upstream_cache import UpstreamCache
     from serverless_pypi.repository.private_first import PrivateFirstRepository
     from serverless_pypi.repository.store import StoreRepository
     from serverless_pypi.repository.upstream import UpstreamRepository
-    from serverless_pypi.upstream.client import UpstreamClient
 
     settings = _settings(args)
     if not settings.upstream_index_url:
@@ -344,12 +344,7 @@ def cmd_mirror(args: argparse.Namespace) -> int:
         # a line a copy is the server's log; here the command lists them once, at the end
         logging.getLogger("serverless_pypi.index.pull").setLevel(logging.WARNING)
     store = _store(args)
-    client = UpstreamClient(
-        settings.upstream_index_url,
-        username=settings.upstream_username,
-        password=settings.upstream_password,
-        timeout=settings.upstream_timeout,
-    )
+    client = upstream_client(settings)
     cache = UpstreamCache(store)
     # pages as the server would serve them: revalidated once older than UPSTREAM_TTL
     repository = UpstreamRepository(client, cache, mode="mirror", ttl=settings.upstream_ttl)
