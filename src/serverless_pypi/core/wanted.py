@@ -295,13 +295,7 @@ def parse_uv_lock(text: str, source: str = "uv.lock") -> Wanted:
             kind = next(iter(origin), "no source")
             notes.append(f"{where}: skipped ({kind}, not from an index)")
             continue
-        entries = [
-            (_table(package["sdist"], f"{where}: `sdist`"), "sdist")
-            if "sdist" in package
-            else None,
-            *((w, f"wheels[{j}]") for j, w in enumerate(_tables(package.get("wheels"), where))),
-        ]
-        for entry, label in filter(None, entries):
+        for entry, label in _distributions(package, where):
             at = f"{where}: {label}"
             digest = _string(entry, "hash", at)
             algorithm, _, hexdigest = digest.partition(":")
@@ -314,6 +308,14 @@ def parse_uv_lock(text: str, source: str = "uv.lock") -> Wanted:
             filename = _filename(entry, name, at, explicit=explicit)
             files.append(LockedFile(name, filename, _sha256(hexdigest, at), where))
     return Wanted((), tuple(files), tuple(notes))
+
+
+def _distributions(package: Mapping[str, Any], where: str) -> list[tuple[Mapping[str, Any], str]]:
+    """A locked package's `sdist` and `wheels` tables (uv.lock and PEP 751 alike), labelled
+    for messages."""
+    found = [(_table(package["sdist"], f"{where}: `sdist`"), "sdist")] if "sdist" in package else []
+    wheels = _tables(package.get("wheels"), where)
+    return found + [(wheel, f"wheels[{j}]") for j, wheel in enumerate(wheels)]
 
 
 def parse_pylock(text: str, source: str = "pylock.toml") -> Wanted:
@@ -338,13 +340,7 @@ def parse_pylock(text: str, source: str = "pylock.toml") -> Wanted:
         if other is not None:
             notes.append(f"{where}: skipped ({other}, not from an index)")
             continue
-        entries = [
-            (_table(package["sdist"], f"{where}: `sdist`"), "sdist")
-            if "sdist" in package
-            else None,
-            *((w, f"wheels[{j}]") for j, w in enumerate(_tables(package.get("wheels"), where))),
-        ]
-        for entry, label in filter(None, entries):
+        for entry, label in _distributions(package, where):
             at = f"{where}: {label}"
             explicit = entry.get("name")
             if explicit is not None and not isinstance(explicit, str):
