@@ -70,6 +70,7 @@ LEFT_OUT_MODULES = frozenset(
         # `serverless-pypi mirror` (the command line only) and what it reads
         f"{PACKAGE}/adapters/mirror.py",
         f"{PACKAGE}/adapters/policy_cli.py",
+        f"{PACKAGE}/adapters/publisher_cli.py",
         f"{PACKAGE}/core/wanted.py",
         f"{PACKAGE}/__main__.py",
         "packaging/pylock.py",

@@ -339,7 +339,7 @@ def api_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             json.dumps(
                 {
                     "method": method,
-                    "path": "/" + path[:200],
+                    "path": ("" if path.startswith("/") else "/") + path[:200],
                     "status": response.status,
                     "ms": round((time.perf_counter() - started) * 1000, 1),
                 }

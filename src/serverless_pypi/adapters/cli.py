@@ -548,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     from serverless_pypi.adapters import policy_cli
 
     policy_cli.add_commands(commands)  # policy, revoke, unrevoke, status, namespace
+    from serverless_pypi.adapters import publisher_cli
+
+    publisher_cli.add_commands(commands)  # publisher add, list, remove
     return parser
 
 

@@ -379,7 +379,8 @@ class WSGIApplication:
                 raise TooLarge(f"The request body is over {limit} bytes.")
             # unread: the upload handler checks the credentials first, then reads in pieces
             stream = environ["wsgi.input"]
-        return Request(method, route, query, _headers(environ), stream=stream)
+        scheme = "https" if environ.get("wsgi.url_scheme") == "https" else "http"
+        return Request(method, route, query, _headers(environ), stream=stream, scheme=scheme)
 
     def _respond(self, environ: dict[str, Any], method: str, path: str, query: str) -> Response:
         try:
@@ -627,6 +628,8 @@ class _AnswerInLoop:
 
 
 _READ_COMMANDS = frozenset({"GET", "HEAD"})
+
+
 #: `answering`: the I/O loop is answering a request itself (in `Channel.received`)
 _LOOP = threading.local()
 
@@ -742,6 +745,11 @@ def create_server(
             max_request_header_size=MAX_HEADER_SIZE,
             # waitress refuses a longer declared body (413) before receiving it
             max_request_body_size=app.settings.max_upload_size + 1024 * 1024 + 1,
+            # a TLS front on this machine (Caddy, nginx) says the client's scheme: waitress
+            # then reports https (trusted publishing and PEP 807 name https endpoints); the
+            # header of any other peer is removed
+            trusted_proxy="127.0.0.1",
+            trusted_proxy_headers={"x-forwarded-proto"},
             clear_untrusted_proxy_headers=True,
         )
     except OSError as e:

@@ -130,6 +130,8 @@ class TokenRecord:
     projects: tuple[str, ...] = ()
     expires: str | None = None
     description: str = ""
+    #: the trusted publisher (auth.publishers) whose OIDC token minted it; None: the CLI's
+    publisher: str | None = None
 
     def expired(self, now: datetime | None = None) -> bool:
         return self.expires is not None and _parse_iso(self.expires) <= (now or _now())
@@ -182,6 +184,8 @@ class TokenRecord:
             data["expires"] = self.expires
         if self.description:
             data["description"] = self.description
+        if self.publisher is not None:
+            data["publisher"] = self.publisher
         return data
 
     @classmethod
@@ -197,7 +201,12 @@ class TokenRecord:
             projects=tuple(str(p) for p in data.get("projects", ())),
             expires=data.get("expires"),
             description=str(data.get("description", "")),
+            publisher=str(data["publisher"]) if data.get("publisher") is not None else None,
         )
+
+
+def _minted_and_expired(record: TokenRecord, now: datetime) -> bool:
+    return record.publisher is not None and record.expired(now)
 
 
 def _document(store: Store) -> TokenDocument[TokenRecord]:
@@ -233,8 +242,14 @@ class TokenStore:
         projects: Iterable[str] = (),
         expires: datetime | None = None,
         description: str = "",
+        publisher: str | None = None,
     ) -> tuple[str, TokenRecord]:
-        """A new token (shown once, never stored) and its record."""
+        """A new token (shown once, never stored) and its record.
+
+        `publisher` marks a token minted for a trusted publisher's OIDC token; such a mint
+        also deletes the minted tokens that have expired, in the same compare-and-swap, so
+        the list does not grow by one record per CI run.
+        """
         if scope not in SCOPES:
             raise TokenError(f"scope {scope!r}: use 'read' or 'write'")
         patterns = tuple(dict.fromkeys(normalize_pattern(p) for p in projects))
@@ -251,9 +266,13 @@ class TokenStore:
             projects=patterns,
             expires=_iso(expires) if expires is not None else None,
             description=description.strip()[:200],
+            publisher=publisher,
         )
 
         def add(records: dict[str, TokenRecord]) -> Change[None]:
+            if publisher is not None:
+                for stale in [r.id for r in records.values() if _minted_and_expired(r, now)]:
+                    del records[stale]
             records[token_id] = record
             return Change(None)
 
@@ -353,6 +372,12 @@ class TokenCache:
             return self._read()
         finally:
             self._reading.release()
+
+    def reload(self) -> None:
+        """Read the list again now (one conditional read): after this process changed it,
+        e.g. minted a token for a trusted publisher that uploads right after, the token
+        works at once instead of up to `negative_ttl` seconds later."""
+        self._read_since(self._monotonic(), wait=True)
 
     def verify(self, token: str) -> TokenRecord | None:
         """The record of a valid, unexpired token, else None."""

@@ -204,6 +204,9 @@ class Settings:
     #: seconds the policy document is used before it is revalidated (POLICY_TTL): how long a
     #: policy change (a revocation) takes to reach a running front
     policy_ttl: float = 2.0
+    #: the `aud` OIDC JWTs must name to be exchanged for a token (OIDC_AUDIENCE; trusted
+    #: publishing, `web.oidc`); None: the host name each request was sent to, without port
+    oidc_audience: str | None = None
 
     def __post_init__(self) -> None:
         """Check the upstream settings and resolve them to one meaning (ConfigError).
@@ -262,6 +265,7 @@ class Settings:
             "max_upload_size": _int(env, "MAX_UPLOAD_SIZE", 100 * 1024 * 1024),
             "log_requests": _bool(env, "LOG_REQUESTS"),
             "policy_ttl": _float(env, "POLICY_TTL", 2.0),
+            "oidc_audience": env.get("OIDC_AUDIENCE", "").strip() or None,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

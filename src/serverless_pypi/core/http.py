@@ -66,10 +66,11 @@ class Request:
     """A request to the index.
 
     `path` is the raw (still percent-encoded) path below the index root: "" for the project
-    list, "name/" for a project page, "name/file" for a file. `body` is the raw request body
-    as bytes (Lambda), or `stream` carries it unread (the local server), so that a handler can
-    check the credentials in the headers before it reads a byte of the body, and then read it
-    in pieces.
+    list, "name/" for a project page, "name/file" for a file; a route at the host root
+    (trusted publishing, `web.oidc`) is its full path, the only kind that starts with "/".
+    `body` is the raw request body as bytes (Lambda), or `stream` carries it unread (the local
+    server), so that a handler can check the credentials in the headers before it reads a
+    byte of the body, and then read it in pieces.
     """
 
     method: str
@@ -79,6 +80,9 @@ class Request:
     body: bytes = b""
     #: the body as a readable stream of `content-length` bytes; when set, `body` is empty
     stream: IO[bytes] | None = None
+    #: the scheme the request came by: API Gateway and function URLs take https only; the
+    #: local server's is its own (absolute URLs of PEP 807 discovery, `web.oidc`)
+    scheme: str = "https"
 
     def query_param(self, name: str) -> str | None:
         for key, value in parse_qsl(self.query, keep_blank_values=True):

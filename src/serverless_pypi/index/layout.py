@@ -12,6 +12,8 @@ so derived data never shows up as a project or a file.
     .serverless-pypi/pages/<name>.json.gz
     .serverless-pypi/metadata/<name>/<file>.metadata    PEP 658 core metadata
     .serverless-pypi/tokens.json             access tokens (hashed)
+    .serverless-pypi/publishers.json         trusted publishers (OIDC issuers and claims)
+    .serverless-pypi/oidc/used/<sha256>      one marker per OIDC JWT exchanged (used once)
     .serverless-pypi/policy.json             the policies in force (core.policy)
     .serverless-pypi/upstream/pages/<name>.json                 cached upstream page
     .serverless-pypi/upstream/files/<name>/<sha256>/<file>      pulled-through copy (verified)
@@ -31,7 +33,9 @@ from serverless_pypi.core.names import NormalizedName, check_filename
 __all__ = [
     "MANIFESTS",
     "METADATA",
+    "OIDC_USED",
     "POLICY",
+    "PUBLISHERS",
     "RESERVED_PREFIX",
     "ROOT_HTML",
     "ROOT_LIST",
@@ -45,6 +49,7 @@ __all__ = [
     "manifest_key",
     "metadata_key",
     "metadata_prefix",
+    "oidc_used_key",
     "page_key",
     "split_key",
     "upstream_file_key",
@@ -56,6 +61,10 @@ RESERVED_PREFIX = ".serverless-pypi/"
 ROOT_HTML = "index.html"
 ROOT_LIST = RESERVED_PREFIX + "projects.json"
 TOKENS = RESERVED_PREFIX + "tokens.json"
+#: trusted publishers (auth.publishers), changed by compare-and-swap like the tokens
+PUBLISHERS = RESERVED_PREFIX + "publishers.json"
+#: markers of OIDC JWTs already exchanged for a token, created with If-None-Match
+OIDC_USED = RESERVED_PREFIX + "oidc/used/"
 #: the policy document (core.policy), changed by compare-and-swap only
 POLICY = RESERVED_PREFIX + "policy.json"
 MANIFESTS = RESERVED_PREFIX + "projects/"
@@ -92,6 +101,11 @@ def _digest(sha256: str) -> str:
     if not _SHA256.fullmatch(sha256):
         raise ValueError(f"{sha256[:80]!r} is not a lowercase sha256 hex digest")
     return sha256
+
+
+def oidc_used_key(sha256: str) -> str:
+    """The marker of one exchanged OIDC JWT, named by the sha256 of its identity."""
+    return f"{OIDC_USED}{_digest(sha256)}"
 
 
 def upstream_file_key(name: NormalizedName, sha256: str, filename: str) -> str:

@@ -6,10 +6,16 @@ What a token is, how it is hashed and checked, and what its record holds belong 
 `serverless_pypi.auth.tokens`: this module only keeps the records (anything with an `id`, a
 `created` time and a JSON form, parsed back by the function it is given) and reads them
 conditionally for the server's cache.
+
+The trusted publishers (`serverless_pypi.auth.publishers`) are kept the same way, in their
+own document (`TokenDocument.publishers`), and each OIDC JWT exchanged for a token leaves a
+marker created with If-None-Match (`mark_once`): the one writer that creates it wins, in every
+process and on every instance.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,10 +23,10 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from serverless_pypi.index import layout
 from serverless_pypi.index.change import Change
-from serverless_pypi.storage import NotFound, NotModified, Store, StoreError
+from serverless_pypi.storage import NotFound, NotModified, PreconditionFailed, Store, StoreError
 from serverless_pypi.storage.swap import swap
 
-__all__ = ["FORMAT_VERSION", "StoredToken", "TokenDocument", "TokenList"]
+__all__ = ["FORMAT_VERSION", "StoredToken", "TokenDocument", "TokenList", "mark_once"]
 
 FORMAT_VERSION = 1
 
@@ -50,11 +56,29 @@ class TokenList(Generic[R]):
 
 
 class TokenDocument(Generic[R]):
-    """`tokens.json`: read it, read it again only if it changed, change it atomically."""
+    """`tokens.json`: read it, read it again only if it changed, change it atomically.
 
-    def __init__(self, store: Store, parse: Callable[[dict[str, Any]], R]) -> None:
+    `key` and `field` (the document's list of records) name another document of the same
+    shape: `publishers` gives the trusted publishers' one.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        parse: Callable[[dict[str, Any]], R],
+        *,
+        key: str = layout.TOKENS,
+        field: str = "tokens",
+    ) -> None:
         self.store = store
         self._parse = parse
+        self.key = key
+        self._field = field
+
+    @classmethod
+    def publishers(cls, store: Store, parse: Callable[[dict[str, Any]], R]) -> TokenDocument[R]:
+        """`publishers.json`: the trusted publishers, changed by compare-and-swap."""
+        return cls(store, parse, key=layout.PUBLISHERS, field="publishers")
 
     def read(self) -> TokenList[R]:
         found = self.read_if_changed(None)
@@ -65,7 +89,7 @@ class TokenDocument(Generic[R]):
         """The document, unless it still has `etag` (None: it did not change; one
         conditional read, cheap when nothing changed)."""
         try:
-            blob = self.store.get(layout.TOKENS, if_none_match=etag)
+            blob = self.store.get(self.key, if_none_match=etag)
         except NotModified:
             return None
         except NotFound:
@@ -79,26 +103,47 @@ class TokenDocument(Generic[R]):
         def apply(data: bytes | None) -> tuple[bytes | None, T]:
             records = self._decode(data) if data is not None else {}
             outcome = change(records)
-            return (_encode(records.values()) if outcome.write else None), outcome.result
+            if not outcome.write:
+                return None, outcome.result
+            return _encode(records.values(), self._field), outcome.result
 
-        return swap(self.store, layout.TOKENS, apply)[0]
+        return swap(self.store, self.key, apply)[0]
 
     def _decode(self, data: bytes) -> dict[str, R]:
         try:
             document = json.loads(data)
             if document.get("format") != FORMAT_VERSION:
                 raise ValueError(f"unsupported format {document.get('format')!r}")
-            records = [self._parse(t) for t in document["tokens"]]
+            records = [self._parse(t) for t in document[self._field]]
         except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise StoreError(
-                f"{layout.TOKENS} is not a token list this version can read: {e}"
-            ) from e
+            raise StoreError(f"{self.key} is not a list this version can read: {e}") from e
         return {r.id: r for r in records}
 
 
-def _encode(records: Iterable[StoredToken]) -> bytes:
+def _encode(records: Iterable[StoredToken], field: str) -> bytes:
     document = {
         "format": FORMAT_VERSION,
-        "tokens": [r.to_json() for r in sorted(records, key=lambda r: (r.created, r.id))],
+        field: [r.to_json() for r in sorted(records, key=lambda r: (r.created, r.id))],
     }
     return json.dumps(document, indent=1, sort_keys=True).encode()
+
+
+def mark_once(store: Store, identity: str, record: dict[str, Any]) -> bool:
+    """Create the marker of `identity` (an exchanged OIDC JWT) unless it exists: True for
+    the first caller only, in every process, since the write is conditional (If-None-Match).
+
+    The marker is named by the sha256 of `identity` and holds `record` (the JWT's issuer and
+    `exp`, never the JWT), so an expired one can be recognised and deleted.
+    """
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
+    body = json.dumps(record, sort_keys=True).encode()
+    try:
+        store.put(
+            layout.oidc_used_key(digest),
+            body,
+            content_type="application/json",
+            if_none_match=True,
+        )
+    except PreconditionFailed:
+        return False
+    return True

@@ -10,6 +10,11 @@ Routes (paths below the index root, `/simple/` locally):
     "namespaces"         PEP 752 namespace list  GET, HEAD (JSON; while the policy has any)
     "namespace/<ns>"     PEP 752 namespace       GET, HEAD (JSON; while the policy has any)
 
+At the host root, outside the index (full paths: `serverless_pypi.web.oidc`):
+
+    "/_/oidc/audience", "/_/oidc/mint-token", "/_/oidc/burn-token"   trusted publishing
+    "/.well-known/pytp"                                               PEP 807 discovery
+
 What it serves comes from a `Repository` (`serverless_pypi.repository`); the application
 negotiates the format, checks access, renders a model when it gets one, sets cache headers,
 and answers errors through the one table in `serverless_pypi.web.errors`. It never builds a
@@ -64,9 +69,15 @@ from serverless_pypi.repository.base import (
 )
 from serverless_pypi.storage.base import StoreError
 from serverless_pypi.web.errors import FailureLog, error_response
-from serverless_pypi.web.paths import NAMESPACE_LIST, UPLOAD_PATHS, namespace_route, split_path
+from serverless_pypi.web.paths import (
+    HOST_ROOT_PATHS,
+    NAMESPACE_LIST,
+    UPLOAD_PATHS,
+    namespace_route,
+    split_path,
+)
 
-__all__ = ["AccessCheck", "Application", "UploadHandler", "cap_cache_control"]
+__all__ = ["AccessCheck", "Application", "HostRootHandler", "UploadHandler", "cap_cache_control"]
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 _VARY = "Accept, Accept-Encoding"
@@ -75,6 +86,9 @@ _READ_ONLY = ("GET", "HEAD")
 #: an upload handler: takes the request, answers it (see `serverless_pypi.web.upload`);
 #: refusals are raised (DomainError)
 UploadHandler = Callable[[Request], Response]
+#: the host-root routes (`serverless_pypi.web.oidc.OidcRoutes`): answers every request whose
+#: path is one of HOST_ROOT_PATHS, errors included
+HostRootHandler = Callable[[Request], Response]
 #: an access check for a read of a project (None: the project list): returns to let the
 #: request through, raises Unauthenticated or Forbidden to refuse it
 AccessCheck = Callable[[Request, str, NormalizedName | None], None]
@@ -151,8 +165,10 @@ class Application:
         upload: UploadHandler | None = None,
         access: AccessCheck | None = None,
         policies: PolicySource | None = None,
+        host_root: HostRootHandler | None = None,
     ) -> None:
         self.repository = repository
+        self.host_root = host_root
         self.settings = settings or Settings()
         self.upload = upload
         self.access = access
@@ -162,6 +178,8 @@ class Application:
     # -- entry point ------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
         try:
+            if request.path in HOST_ROOT_PATHS:
+                return self._host_root(request)
             # parsed once: a malformed conditional is refused on every read
             wanted = _if_none_match(request) if request.method in READ_METHODS else None
             return self._dispatch(request, wanted)
@@ -200,6 +218,12 @@ class Application:
             self._authorize(request, project)
             return self._file(request, project, segments[1], wanted)
         raise NoSuchPath("Not found: the index has project pages and their files only.")
+
+    def _host_root(self, request: Request) -> Response:
+        """A host-root route (a full path: `web.paths.index_route`): trusted publishing."""
+        if self.host_root is None:
+            raise NoSuchPath("Not found: trusted publishing is not served by this index.")
+        return self.host_root(request)
 
     def _namespaces(self) -> tuple[str, ...]:
         """The PEP 752 namespaces of the policy in force (none: the PEP is not supported)."""

@@ -8,7 +8,13 @@ from urllib.parse import unquote
 from serverless_pypi.core.errors import InvalidRequest, NoSuchPath, PathTooLong
 from serverless_pypi.core.http import Response, redirect
 
+#: the host-root routes (`serverless_pypi.web.oidc`, which imports nothing heavy)
+HOST_ROOT_PATHS = frozenset(
+    {"/_/oidc/audience", "/_/oidc/mint-token", "/_/oidc/burn-token", "/.well-known/pytp"}
+)
+
 __all__ = [
+    "HOST_ROOT_PATHS",
     "MAX_PATH_LENGTH",
     "NAMESPACE_LIST",
     "UPLOAD_PATHS",
@@ -65,12 +71,20 @@ def namespace_route(segments: list[str]) -> str | None:
 def index_route(path: str) -> str | Response:
     """Map a full URL path on the local server, a function URL or an HTTP API to a route.
 
-    The index lives at `/simple/`; uploads are also accepted at `/` and `/legacy/`.
-    Returns the route below the index root, or the redirect for `/simple`; raises NoSuchPath
-    for paths outside the index.
+    The index lives at `/simple/`; uploads are also accepted at `/` and `/legacy/`; trusted
+    publishing answers at the host root (`HOST_ROOT_PATHS`: PyPI's `/_/oidc/...` and PEP
+    807's `/.well-known/pytp`), passed on as full paths.
+    Returns the route below the index root (or the full path of a host-root route), or the
+    redirect for `/simple`; raises NoSuchPath for paths outside the index.
     """
+    if path in HOST_ROOT_PATHS:
+        return path  # trusted publishing at the host root (`web.oidc`): the full path
     if path.startswith("/simple/"):
-        return path.removeprefix("/simple/")
+        route = path.removeprefix("/simple/")
+        if route.startswith("/"):
+            # "/simple//x": no route below the index root starts with "/" (host-root ones do)
+            raise NoSuchPath("Not found: the index has project pages and their files only.")
+        return route
     if path == "/simple":
         return redirect(301, "simple/", "max-age=3600")
     if path in {"", "/"}:
