@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -48,18 +47,18 @@ from serverless_pypi.repository.private_first import PrivateFirstRepository
 from serverless_pypi.repository.store import StoreRepository
 from serverless_pypi.storage.base import Store
 from serverless_pypi.web.app import Application
-from serverless_pypi.web.oidc import Minted, OidcRoutes
+from serverless_pypi.web.oidc import OidcRoutes
 from serverless_pypi.web.paths import is_upload_route
 
 if TYPE_CHECKING:
     from serverless_pypi.auth.access import AccessControl
-    from serverless_pypi.auth.oidc import OidcVerifier
     from serverless_pypi.repository.policy import PolicyRepository
     from serverless_pypi.repository.upstream import Puller
     from serverless_pypi.upstream.client import UpstreamClient
+    from serverless_pypi.web.trusted_publishing import TrustedPublishing
     from serverless_pypi.web.upload import UploadHandler
 
-__all__ = ["TrustedPublishing", "build_application", "build_repository", "upstream_client"]
+__all__ = ["build_application", "build_repository", "upstream_client"]
 
 
 def build_repository(
@@ -147,81 +146,6 @@ def _upstream(
     )
 
 
-class TrustedPublishing:
-    """The minting side of trusted publishing over `store` (`web.oidc.Exchange`): built at
-    the first mint, so joserfc and the verifier are imported then and never on reads.
-
-    One verifier (and its cache of the issuers' keys) per audience: OIDC_AUDIENCE, else
-    each host name the index is asked under (a few at most; the oldest is dropped past 16).
-    `fetch` reads the issuers' discovery documents and keys (default: https, bounded).
-    """
-
-    MAX_AUDIENCES = 16
-
-    def __init__(
-        self,
-        store: Store,
-        fetch: Callable[[str], bytes] | None = None,
-        minted: Callable[[], None] = lambda: None,
-    ) -> None:
-        from serverless_pypi.auth.oidc import https_fetch
-        from serverless_pypi.auth.publishers import PublisherStore
-        from serverless_pypi.auth.tokens import TokenStore
-
-        self.store = store
-        self.fetch = fetch or https_fetch()
-        self.publishers = PublisherStore(store)
-        self.tokens = TokenStore(store)
-        #: called after a mint: the process's token cache reads the list again, so the
-        #: upload that follows at once is not refused for a token it has not seen yet
-        self.minted = minted
-        self._verifiers: dict[str, OidcVerifier] = {}
-        self._lock = threading.Lock()
-
-    def _verifier(self, audience: str) -> OidcVerifier:
-        from serverless_pypi.auth.oidc import OidcVerifier
-
-        with self._lock:
-            verifier = self._verifiers.get(audience)
-            if verifier is None:
-                if len(self._verifiers) >= self.MAX_AUDIENCES:
-                    self._verifiers.pop(next(iter(self._verifiers)))
-                verifier = self._verifiers[audience] = OidcVerifier(self.fetch, audience=audience)
-            return verifier
-
-    def mint(self, jwt: str, audience: str) -> Minted:
-        from serverless_pypi.auth.oidc import OidcRefused, OidcUnavailable, mint
-        from serverless_pypi.core.errors import DomainError
-        from serverless_pypi.web.oidc import TokenRefused
-
-        try:
-            token, expires, _ = mint(
-                self._verifier(audience), self.publishers, self.tokens, self.store, jwt
-            )
-        except OidcUnavailable as e:
-            # the issuer did not answer: not the CI job's fault, worth a retry
-            raise TokenRefused(e.code, e.message, status=503) from None
-        except OidcRefused as e:
-            raise TokenRefused(e.code, e.message) from None
-        except (DomainError, ValueError) as e:
-            # a stored publisher or token list that does not parse, a pattern refused
-            message = e.message if isinstance(e, DomainError) else str(e)
-            raise TokenRefused("invalid-publisher", message) from None
-        self.minted()
-        return Minted(token, expires)
-
-    def burn(self, token: str) -> None:
-        """Revoke `token` if it is a minted one (uv posts it after publishing). A token of
-        the CLI's is left alone, and an id alone revokes nothing: only the whole token,
-        checked against its hash, names what to revoke."""
-        from serverless_pypi.auth.tokens import verify
-
-        records, _ = self.tokens.read()
-        record = verify(records, token)
-        if record is not None and record.publisher is not None:
-            self.tokens.revoke([record.id])
-
-
 def build_application(
     store: Store,
     settings: Settings | None = None,
@@ -283,6 +207,8 @@ def build_application(
     @functools.cache
     def trusted_publishing() -> TrustedPublishing:
         # built at the first mint or burn: joserfc is imported then, never on reads
+        from serverless_pypi.web.trusted_publishing import TrustedPublishing
+
         return TrustedPublishing(store, oidc_fetch, minted=access().tokens.reload)
 
     # PEP 807 and PyPI's token exchange, at the host root; minting only where uploads are

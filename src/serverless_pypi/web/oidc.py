@@ -90,7 +90,7 @@ class Minted:
 
 
 class Exchange(Protocol):
-    """What mints and burns tokens (`compose.TrustedPublishing`)."""
+    """What mints and burns tokens (`web.trusted_publishing.TrustedPublishing`)."""
 
     def mint(self, jwt: str, audience: str) -> Minted:
         """A token for the publisher `jwt` proves to be; raises TokenRefused."""
