@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from serverless_pypi.core.config import Settings
@@ -209,7 +210,12 @@ def build_application(
         # built at the first mint or burn: joserfc is imported then, never on reads
         from serverless_pypi.web.trusted_publishing import TrustedPublishing
 
-        return TrustedPublishing(store, oidc_fetch, minted=access().tokens.reload)
+        return TrustedPublishing(
+            store,
+            oidc_fetch,
+            minted=access().tokens.reload,
+            read_lifetime=timedelta(seconds=settings.oidc_read_token_ttl),
+        )
 
     # PEP 807 and PyPI's token exchange, at the host root; minting only where uploads are
     host_root = OidcRoutes(

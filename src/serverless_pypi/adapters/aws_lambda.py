@@ -38,7 +38,7 @@ from serverless_pypi.core.http import Headers, Request, Response
 from serverless_pypi.storage.s3_light import LightS3Store
 from serverless_pypi.web.app import Application
 from serverless_pypi.web.errors import error_response, internal_error
-from serverless_pypi.web.paths import index_route
+from serverless_pypi.web.paths import HOST_ROOT_PATHS, index_route
 
 if TYPE_CHECKING:
     from serverless_pypi.index.events import Message
@@ -284,6 +284,11 @@ def _parse_request(event: dict[str, Any]) -> Request | Response:
         if not isinstance(proxied, str | None):
             raise BadEvent("the event's pathParameters hold a value that is not a string")
         route = quote(proxied or "", safe="/")
+        if "/" + route in HOST_ROOT_PATHS:
+            # a custom domain whose root maps to the stage brings trusted publishing's
+            # host-root routes (`/_/oidc/...`, `/.well-known/pytp`) here as paths below the
+            # stage; no project name starts with "_" or ".", so none is shadowed
+            route = "/" + route
     if isinstance(route, Response):
         return route
     return Request(method, route, _raw_query(event), _headers(event), _body(event))
@@ -398,7 +403,10 @@ def _index_message(worker: Indexer, message: Message, counts: dict[str, int]) ->
     """Do what one message asks (a full reindex, keys to index, files to pull), counting the
     outcomes."""
     if message.full_reindex:
+        from serverless_pypi.index.housekeeping import sweep
+
         report = worker.reindex()
+        swept = sweep(worker.store, check=False)
         counts["reindexed_files"] = counts.get("reindexed_files", 0) + report.files
         log.info(
             json.dumps(
@@ -410,6 +418,8 @@ def _index_message(worker: Indexer, message: Message, counts: dict[str, int]) ->
                     "removed": len(report.removed),
                     "skipped": len(report.skipped),
                     "orphans": len(report.orphans),
+                    "upstream_orphans": len(swept.upstream_copies),
+                    "expired_oidc_markers": len(swept.oidc_markers),
                 }
             )
         )

@@ -20,6 +20,8 @@ from serverless_pypi.storage import Store, StoreError, open_store
 
 if TYPE_CHECKING:
     from serverless_pypi.core.wanted import Wanted
+    from serverless_pypi.index.housekeeping import Sweep
+    from serverless_pypi.index.indexer import Report
 
 __all__ = ["main"]
 
@@ -233,35 +235,40 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         print(f"{'stale' if args.check else 'rewrote'} pages: {name}")
     if report.root_changed:
         print("project list: " + ("out of date" if args.check else "rewritten"))
-    upstream_orphans = _upstream_orphans(store, check=args.check)
-    print(
-        f"{report.projects} projects, {report.files} files: {len(report.indexed)} to index, "
-        f"{len(report.removed)} stale, {len(report.orphans)} orphaned, "
-        f"{len(report.skipped)} skipped"
-    )
-    if upstream_orphans:
-        verb = "orphaned" if args.check else "deleted"
-        print(f"upstream copies: {upstream_orphans} {verb} (listed by no cached upstream page)")
-    if args.check and (report.drift or upstream_orphans):
+    swept = _sweep(store, check=args.check)
+    _print_totals(report, swept, check=args.check)
+    if args.check and (report.drift or swept.upstream_copies):  # expired markers are no drift
         print("drift found: run `serverless-pypi reindex` to repair", file=sys.stderr)
         return 1
     return 0
 
 
-def _upstream_orphans(store: Store, *, check: bool) -> int:
-    """Report (and unless `check`, delete) the pulled-through copies of upstream files that no
-    cached upstream page lists any more (issue 12: a copy is kept only while something lists
-    it); how many there were."""
-    from serverless_pypi.index.upstream_cache import UpstreamCache
+def _print_totals(report: Report, swept: Sweep, *, check: bool) -> None:
+    print(
+        f"{report.projects} projects, {report.files} files: {len(report.indexed)} to index, "
+        f"{len(report.removed)} stale, {len(report.orphans)} orphaned, "
+        f"{len(report.skipped)} skipped"
+    )
+    if swept.upstream_copies:
+        verb = "orphaned" if check else "deleted"
+        print(
+            f"upstream copies: {len(swept.upstream_copies)} {verb} "
+            "(listed by no cached upstream page)"
+        )
+    if swept.oidc_markers:
+        verb = "expired" if check else "deleted expired"
+        print(f"OIDC token markers: {len(swept.oidc_markers)} {verb}")
 
-    orphans = list(UpstreamCache(store).orphans())
-    for info in orphans:
-        if check:
-            print(f"orphaned upstream copy: {info.key}")
-        else:
-            store.delete(info.key)
-            print(f"deleted orphaned upstream copy: {info.key}")
-    return len(orphans)
+
+def _sweep(store: Store, *, check: bool) -> Sweep:
+    """Report (and unless `check`, delete) what the index keeps only for a while
+    (`index.housekeeping`): orphaned upstream copies and expired OIDC markers."""
+    from serverless_pypi.index.housekeeping import sweep
+
+    swept = sweep(store, check=check)
+    for key in swept.upstream_copies:
+        print(f"{'orphaned' if check else 'deleted orphaned'} upstream copy: {key}")
+    return swept
 
 
 def _progress_bar(label: str, unit: str = " projects") -> Any:

@@ -207,6 +207,9 @@ class Settings:
     #: the `aud` OIDC JWTs must name to be exchanged for a token (OIDC_AUDIENCE; trusted
     #: publishing, `web.oidc`); None: the host name each request was sent to, without port
     oidc_audience: str | None = None
+    #: seconds a read token minted from an OIDC JWT lives (OIDC_READ_TOKEN_TTL; a CI job's
+    #: install); upload tokens always live 15 minutes, as PyPI's
+    oidc_read_token_ttl: int = 900
 
     def __post_init__(self) -> None:
         """Check the upstream settings and resolve them to one meaning (ConfigError).
@@ -220,6 +223,10 @@ class Settings:
             raise ConfigError(f"UPSTREAM_TIMEOUT={self.upstream_timeout} must be more than 0")
         if not self.policy_ttl > 0:
             raise ConfigError(f"POLICY_TTL={self.policy_ttl} must be more than 0 seconds")
+        if not 60 <= self.oidc_read_token_ttl <= 12 * 3600:
+            raise ConfigError(
+                f"OIDC_READ_TOKEN_TTL={self.oidc_read_token_ttl} must be 60 to 43200 seconds"
+            )
         upstream, mode = _upstream_and_mode(
             self.fallback_index_url, self.upstream_index_url, self.upstream_mode
         )
@@ -266,6 +273,7 @@ class Settings:
             "log_requests": _bool(env, "LOG_REQUESTS"),
             "policy_ttl": _float(env, "POLICY_TTL", 2.0),
             "oidc_audience": env.get("OIDC_AUDIENCE", "").strip() or None,
+            "oidc_read_token_ttl": _int(env, "OIDC_READ_TOKEN_TTL", 900),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from serverless_pypi.storage.base import Store
@@ -36,6 +37,8 @@ class TrustedPublishing:
         store: Store,
         fetch: Callable[[str], bytes] | None = None,
         minted: Callable[[], None] = lambda: None,
+        *,
+        read_lifetime: timedelta = timedelta(minutes=15),
     ) -> None:
         from serverless_pypi.auth.oidc import https_fetch
         from serverless_pypi.auth.publishers import PublisherStore
@@ -48,6 +51,8 @@ class TrustedPublishing:
         #: called after a mint: the process's token cache reads the list again, so the
         #: upload that follows at once is not refused for a token it has not seen yet
         self.minted = minted
+        #: how long a read token minted for a read publisher lives (OIDC_READ_TOKEN_TTL)
+        self.read_lifetime = read_lifetime
         self._verifiers: dict[str, OidcVerifier] = {}
         self._lock = threading.Lock()
 
@@ -69,7 +74,12 @@ class TrustedPublishing:
 
         try:
             token, expires, _ = mint(
-                self._verifier(audience), self.publishers, self.tokens, self.store, jwt
+                self._verifier(audience),
+                self.publishers,
+                self.tokens,
+                self.store,
+                jwt,
+                read_lifetime=self.read_lifetime,
             )
         except OidcUnavailable as e:
             # the issuer did not answer: not the CI job's fault, worth a retry
