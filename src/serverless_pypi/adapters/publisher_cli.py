@@ -2,6 +2,7 @@
 
     publisher add --project PATTERN [--scope read|write]
         --github OWNER/REPO --workflow FILE [--owner-id ID] [--environment ENV]
+                 [--github-issuer URL]
       | --gitlab NAMESPACE/PROJECT [--gitlab-url URL] [--ref REF] [--environment ENV]
       | --issuer URL --claim NAME=VALUE...
     publisher list
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["add_commands", "parse_claims"]
 
 _KIND_OPTIONS = {
-    "github": ("--workflow", "--owner-id"),
+    "github": ("--workflow", "--owner-id", "--github-issuer"),
     "gitlab": ("--gitlab-url", "--ref"),
     "oidc": ("--claim",),
 }
@@ -62,6 +63,7 @@ def _kind(args: argparse.Namespace) -> str:
     used = {
         "--workflow": args.workflow,
         "--owner-id": args.owner_id,
+        "--github-issuer": args.github_issuer,
         "--gitlab-url": args.gitlab_url,
         "--ref": args.ref,
         "--claim": args.claim,
@@ -92,6 +94,7 @@ def _publisher(args: argparse.Namespace) -> Publisher:
             environment=args.environment,
             projects=projects,
             scope=scope,
+            issuer=args.github_issuer or publishers.GITHUB_ISSUER,
         )
     if kind == "gitlab":
         return publishers.gitlab_publisher(
@@ -192,6 +195,12 @@ def add_commands(commands: Any) -> None:
         "--owner-id",
         metavar="ID",
         help="GitHub: the owner's numeric id (refuses a re-registered owner name)",
+    )
+    add.add_argument(
+        "--github-issuer",
+        metavar="URL",
+        help="GitHub Enterprise Server's OIDC issuer, https://HOST/_services/token "
+        "(default https://token.actions.githubusercontent.com)",
     )
     add.add_argument("--gitlab", metavar="NAMESPACE/PROJECT", help="GitLab CI: the project path")
     add.add_argument(
