@@ -3,7 +3,8 @@
 
 The zip holds the `serverless_pypi` package and the runtime dependencies the AWS Lambda
 Python 3.13 runtime lacks, pinned with hashes in `scripts/lambda-requirements.txt`; boto3 and
-its own dependencies are part of the runtime and stay out.
+its own dependencies are part of the runtime and stay out, and so do the dependencies of
+dependencies that nothing on Lambda imports (`NOT_IMPORTED`: sigstore's command line's).
 
 Reproducible: the same sources and lock give the same bytes. Entries are sorted, every entry
 has the same timestamp (1980-01-01, or SOURCE_DATE_EPOCH when set) and mode 0644, nothing is
@@ -59,10 +60,52 @@ RUNTIME_PROVIDED = frozenset(
 #: dependencies of the local server and the command line only (`serverless-pypi serve`, its
 #: progress bar): the Lambda functions never import them, so the zip leaves them out
 LOCAL_ONLY = frozenset(canonicalize_name(n) for n in ("waitress", "tqdm"))
+#: dependencies of dependencies that nothing on Lambda imports: PEP 740 verification
+#: (`serverless_pypi.auth.attestations`) runs pypi-attestations and sigstore, never their
+#: command lines, and never builds a model with an e-mail field. Left out of the lock and the
+#: zip (about 5.5 MB of its 20.8); tests/deploy/test_lambda_zip.py checks that no module in
+#: the zip imports them but from where UNREACHED_IMPORTS says, and tests/deploy/
+#: test_lambda_imports.py runs every verification path with them made unimportable.
+NOT_IMPORTED = frozenset(
+    canonicalize_name(n)
+    for n in (
+        # sigstore's command line (`sigstore/_cli.py`, left out below) and pydantic's
+        # pretty-printer of core schemas (a debugging aid nothing calls)
+        "rich",
+        # rich's syntax highlighting and Markdown rendering, and the latter's URL helper
+        "pygments",
+        "markdown-it-py",
+        "mdurl",
+        # pydantic[email], which sigstore-rekor-types asks for, though none of its models (nor
+        # sigstore's, nor pypi-attestations') has an EmailStr or NameEmail field: pydantic
+        # imports email-validator only to build such a field's schema
+        "email-validator",
+        "dnspython",
+        # pypi-attestations' command line (`pypi_attestations/_cli.py`, left out below)
+        "rfc3986",
+    )
+)
+#: imports of a NOT_IMPORTED distribution by a module in the zip that never run on Lambda
+#: (module -> the names it imports; imports under `if TYPE_CHECKING:` never run and need no
+#: entry). Checked by tests/deploy/test_lambda_zip.py: such an import anywhere else, or an
+#: entry no longer needed, fails.
+UNREACHED_IMPORTS = {
+    # inside `pretty_print_core_schema()`, a debugging helper nothing calls
+    "pydantic/_internal/_core_utils.py": frozenset({"rich"}),
+    # inside `import_email_validator()`, called only to build an EmailStr or NameEmail schema
+    "pydantic/networks.py": frozenset({"email_validator"}),
+    # pydantic 1's API (pydantic.v1), which pydantic imports only for a pydantic-1 type (one
+    # with `__get_validators__`) or name (`pydantic.utils.*`), and nothing else in the zip
+    # uses either: the same function, and the Hypothesis plugin's `try: import
+    # email_validator except ImportError`
+    "pydantic/v1/networks.py": frozenset({"email_validator"}),
+    "pydantic/v1/_hypothesis_plugin.py": frozenset({"email_validator"}),
+}
 #: modules nothing on Lambda imports, left out to keep the zip small (tests/deploy/
 #: test_lambda_zip.py checks that no module in the zip imports them): the local fronts, which
-#: need the LOCAL_ONLY distributions (the server, the command line, `python -m`), and parts of
-#: packaging the package never uses (lock files, dependency groups, direct URLs)
+#: need the LOCAL_ONLY distributions (the server, the command line, `python -m`), parts of
+#: packaging the package never uses (lock files, dependency groups, direct URLs), and the
+#: command lines and tests that the attestation libraries ship
 LEFT_OUT_MODULES = frozenset(
     {
         f"{PACKAGE}/adapters/server.py",
@@ -71,11 +114,27 @@ LEFT_OUT_MODULES = frozenset(
         f"{PACKAGE}/adapters/mirror.py",
         f"{PACKAGE}/adapters/policy_cli.py",
         f"{PACKAGE}/adapters/publisher_cli.py",
+        # `serverless-pypi attestations require | unrequire | list` (PEP 740)
+        f"{PACKAGE}/adapters/attestations_cli.py",
+        # `serverless-pypi upload`, the Upload 2.0 client (PEP 694)
+        f"{PACKAGE}/adapters/upload_cli.py",
         f"{PACKAGE}/core/wanted.py",
         f"{PACKAGE}/__main__.py",
         "packaging/pylock.py",
         "packaging/dependency_groups.py",
         "packaging/direct_url.py",
+        # `python -m sigstore` and `python -m pypi_attestations` (they need rich and rfc3986)
+        "sigstore/__main__.py",
+        "sigstore/_cli.py",
+        "pypi_attestations/__main__.py",
+        "pypi_attestations/_cli.py",
+        # pydantic's mypy plugin (needs mypy, which only a type checker runs)
+        "pydantic/mypy.py",
+        # the tests and benchmark of securesystemslib's vendored pure-Python ed25519, and their
+        # 2.4 MB of test vectors (0.8 MB compressed), read by the test only
+        "securesystemslib/_vendor/ed25519/test_ed25519.py",
+        "securesystemslib/_vendor/ed25519/science.py",
+        "securesystemslib/_vendor/ed25519/test_data/ed25519",
     }
 )
 #: PEP 508 marker environment of the Lambda runtime, to evaluate dependency markers
@@ -218,7 +277,8 @@ def install(pins: list[Pin], cache: Path, target: Path) -> None:
         str(LOCK),
         *_target_options(),
     )
-    # what the pinned distributions need must be pinned too, or be part of the runtime
+    # what the pinned distributions need must be pinned too, be part of the runtime, or be
+    # one of the distributions they declare but never import on Lambda
     locked = {p.name for p in pins}
     for metadata in sorted(target.glob("*.dist-info/METADATA")):
         requires = [
@@ -226,7 +286,7 @@ def install(pins: list[Pin], cache: Path, target: Path) -> None:
             for line in metadata.read_text(encoding="utf-8").splitlines()
             if line.startswith("Requires-Dist:")
         ]
-        if missing := _runtime_requirements(requires) - locked - RUNTIME_PROVIDED:
+        if missing := _runtime_requirements(requires) - locked - RUNTIME_PROVIDED - NOT_IMPORTED:
             raise BuildError(
                 f"{metadata.parent.name} needs {sorted(missing)}, which {LOCK.name} does not pin"
             )

@@ -92,6 +92,16 @@ data "aws_iam_policy_document" "api" {
     resources = [local.folder_keys_arn, local.root_html_arn]
   }
 
+  # Upload 2.0 sessions: s3:PutObject (above) covers creating, filling and completing their
+  # multipart uploads, the parts clients PUT to presigned URLs, and the copies into the
+  # project folders at publish; listing the parts (to verify and resume) and aborting an
+  # upload (cancel, a part that failed verification) are actions of their own
+  statement {
+    sid       = "UploadSessionParts"
+    actions   = ["s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"]
+    resources = [local.sessions_arn]
+  }
+
   # Pulled-through copies of upstream files are written by the indexer only, after it checked
   # them against the upstream's sha256: whatever a request makes this function do, it cannot
   # plant a file that the index would then serve as the upstream's. (It may delete one: a
@@ -137,6 +147,14 @@ data "aws_iam_policy_document" "reindex" {
     sid       = "WriteDerivedDataOnly"
     actions   = ["s3:PutObject", "s3:DeleteObject"]
     resources = [local.derived_arn, local.root_html_arn]
+  }
+
+  # the sweep of the scheduled reindex ends what expired upload sessions left (their
+  # documents and staged files are derived data, above)
+  statement {
+    sid       = "AbortExpiredSessionUploads"
+    actions   = ["s3:AbortMultipartUpload"]
+    resources = [local.sessions_arn]
   }
 
   statement {

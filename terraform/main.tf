@@ -50,7 +50,11 @@ locals {
     CACHE_CONTROL         = var.cache_control
     REQUIRE_AUTH_FOR_READ = var.require_auth_for_read ? "true" : "false"
     MAX_UPLOAD_SIZE       = var.max_upload_size == null ? null : tostring(var.max_upload_size)
-    LOG_REQUESTS          = var.log_requests ? "true" : "false"
+    UPLOAD_SESSION_TTL    = tostring(var.upload_session_ttl)
+    UPLOAD_SESSION_MAX_FILE_SIZE = (
+      var.upload_session_max_file_size == null ? null : tostring(var.upload_session_max_file_size)
+    )
+    LOG_REQUESTS = var.log_requests ? "true" : "false"
     # the upstream (upstream.tf): set only with an upstream, so the code's defaults apply
     UPSTREAM_INDEX_URL          = local.upstream ? var.upstream_index_url : null
     UPSTREAM_MODE               = local.upstream ? var.upstream_mode : null
@@ -73,6 +77,9 @@ locals {
   root_html_arn   = "${aws_s3_bucket.pypi.arn}/${local.s3_prefix}${local.root_html}"
   derived_arn     = "${aws_s3_bucket.pypi.arn}/${local.s3_prefix}${local.reserved_prefix}*"
   folder_keys_arn = "${aws_s3_bucket.pypi.arn}/${local.s3_prefix}*/*"
+  # Upload 2.0 sessions (index/sessions.py): documents and staged files, whose multipart
+  # uploads the clients fill through presigned part URLs (signed with the API's role)
+  sessions_arn = "${aws_s3_bucket.pypi.arn}/${local.s3_prefix}${local.reserved_prefix}sessions/*"
 
   # The upstream (upstream.tf, src/serverless_pypi/index/layout.py): cached pages and core
   # metadata, written by the API function, and pulled-through copies, written by the indexer
@@ -138,6 +145,10 @@ resource "aws_s3_bucket_lifecycle_configuration" "pypi" {
     status = "Enabled"
     filter {}
 
+    # also the uploads of Upload 2.0 sessions (.serverless-pypi/sessions/), which the index
+    # aborts itself when a session ends: a session lives at most 7 days from its creation, and
+    # its uploads start after it, so none is aborted here while its session is open (a second
+    # rule of more days for that prefix would change nothing: S3 applies the shorter one)
     abort_incomplete_multipart_upload {
       days_after_initiation = 7
     }

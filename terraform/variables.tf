@@ -259,6 +259,28 @@ variable "max_upload_size" {
   default     = null
 }
 
+variable "upload_session_ttl" {
+  description = "Seconds an Upload 2.0 (PEP 694) session lives without being extended (UPLOAD_SESSION_TTL); extended, a session lives at most 7 days from its creation."
+  type        = number
+  default     = 86400
+
+  validation {
+    condition     = var.upload_session_ttl >= 60 && var.upload_session_ttl <= 604800
+    error_message = "upload_session_ttl must be between 60 and 604800 seconds (7 days, the most a session lives)."
+  }
+}
+
+variable "upload_session_max_file_size" {
+  description = "The largest file, in bytes, an Upload 2.0 session takes (UPLOAD_SESSION_MAX_FILE_SIZE; null: 5 GiB). Not bounded by max_upload_size, which bounds legacy uploads; at most 5 TiB, S3's limit. The API function reads a file once to verify it, within its timeout."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.upload_session_max_file_size == null ? true : (var.upload_session_max_file_size >= 1 && var.upload_session_max_file_size <= 5497558138880)
+    error_message = "upload_session_max_file_size must be between 1 byte and 5 TiB (5497558138880)."
+  }
+}
+
 # -- the functions -----------------------------------------------------------------------------
 
 variable "lambda_package_path" {

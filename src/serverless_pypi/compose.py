@@ -27,7 +27,9 @@ In `proxy` and `mirror` modes (UPSTREAM_INDEX_URL), two sources side by side, ne
                              makes in the store (mirror)
 
 Around it, the application: the access check on reads (REQUIRE_AUTH_FOR_READ), the upload
-handler and trusted publishing at the host root (`web.oidc`: the OIDC verifier and joserfc).
+handler, the Upload 2.0 session API and its stages (`web.sessions`, `repository.stage`: a
+stage wraps the whole stack above for one session) and trusted publishing at the host root
+(`web.oidc`: the OIDC verifier and joserfc).
 Each is built at its first use, so an open index answers reads without importing tokens, the
 upload stack (multipart), packaging or a JOSE library: the Lambda cold start stays small.
 """
@@ -38,7 +40,7 @@ import dataclasses
 import functools
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from serverless_pypi.core.config import Settings
 from serverless_pypi.core.http import Request, Response
@@ -47,15 +49,18 @@ from serverless_pypi.repository.fallback import FallbackRepository
 from serverless_pypi.repository.private_first import PrivateFirstRepository
 from serverless_pypi.repository.store import StoreRepository
 from serverless_pypi.storage.base import Store
-from serverless_pypi.web.app import Application
+from serverless_pypi.web.app import Application, SessionHandler, StageLookup
 from serverless_pypi.web.oidc import OidcRoutes
 from serverless_pypi.web.paths import is_upload_route
 
 if TYPE_CHECKING:
     from serverless_pypi.auth.access import AccessControl
+    from serverless_pypi.core.names import NormalizedName
+    from serverless_pypi.index.sessions import Sessions
     from serverless_pypi.repository.policy import PolicyRepository
     from serverless_pypi.repository.upstream import Puller
     from serverless_pypi.upstream.client import UpstreamClient
+    from serverless_pypi.web.sessions import SessionRoutes
     from serverless_pypi.web.trusted_publishing import TrustedPublishing
     from serverless_pypi.web.upload import UploadHandler
 
@@ -200,7 +205,19 @@ def build_application(
             # the policy in force, as the pages see it: statuses and namespaces (PEP 792, 752)
             policies=repository.policies,
             claim_namespace=access().check_namespace,
+            attest=attest,
         )
+
+    def attest(
+        request: Request, project: NormalizedName, filename: str, sha256: str, items: list[Any]
+    ) -> bytes:
+        # PEP 740: pypi-attestations and sigstore are imported by an upload that carries
+        # attestations, never before
+        from serverless_pypi.auth.attestations import AttestationCheck
+        from serverless_pypi.auth.publishers import PublisherStore
+
+        check = AttestationCheck(PublisherStore(store).list, access().minted_by)
+        return check(request, project, filename, sha256, items)
 
     def upload(request: Request) -> Response:
         return uploader()(request)
@@ -224,6 +241,8 @@ def build_application(
         upload_paths=is_upload_route,
     )
 
+    # PEP 694 Upload 2.0: the session API and the stages, wherever uploads are
+    sessions, stage = _upload_sessions(store, settings, repository, access, max_upload_size)
     return Application(
         repository,
         settings,
@@ -231,4 +250,59 @@ def build_application(
         access=access() if settings.require_auth_for_read else None,
         policies=repository.policies,
         host_root=host_root,
+        sessions=sessions if uploads else None,
+        stage=stage if uploads else None,
     )
+
+
+def _upload_sessions(
+    store: Store,
+    settings: Settings,
+    repository: PolicyRepository,
+    access: Callable[[], AccessControl],
+    front_limit: int | None,
+) -> tuple[SessionHandler, StageLookup]:
+    """The Upload 2.0 session API (`web.sessions`) and the stage of a session token
+    (`repository.stage`), over `store`. Built at their first use: reads never import them.
+    `front_limit`: the largest body the front carries (http-post-bytes through Lambda)."""
+
+    @functools.cache
+    def sessions() -> Sessions:
+        from serverless_pypi.index.sessions import Sessions
+
+        return Sessions(
+            store,
+            ttl=settings.upload_session_ttl,
+            max_file_size=settings.upload_session_max_file_size,
+        )
+
+    @functools.cache
+    def routes() -> SessionRoutes:
+        from serverless_pypi.web.sessions import SessionRoutes
+
+        return SessionRoutes(
+            sessions,
+            access().check_upload,
+            max_file_size=settings.upload_session_max_file_size,
+            front_limit=front_limit,
+            policies=repository.policies,
+            claim_namespace=access().check_namespace,
+        )
+
+    def api(request: Request, segments: list[str]) -> Response:
+        return routes()(request, segments)
+
+    def stage(token: str) -> Repository:
+        from serverless_pypi.repository.stage import StageRepository
+
+        session = sessions().by_token(token)
+        return StageRepository(
+            repository,
+            session,
+            store,
+            functools.partial(sessions().staged_key, session.id),
+            functools.partial(sessions().staged_metadata_key, session.id),
+            url_ttl=settings.presigned_url_ttl,
+        )
+
+    return api, stage

@@ -348,3 +348,41 @@ run "refuses_more_copies_than_the_indexer_may_run" {
 
   expect_failures = [aws_lambda_event_source_mapping.pull]
 }
+
+# -- Upload 2.0 sessions (issue 16) -------------------------------------------------------------
+
+run "upload_sessions_live_a_day_by_default" {
+  command = apply
+
+  assert {
+    condition     = aws_lambda_function.api.environment[0].variables["UPLOAD_SESSION_TTL"] == "86400"
+    error_message = "UPLOAD_SESSION_TTL: a day by default"
+  }
+  assert {
+    condition     = one([for r in aws_s3_bucket_lifecycle_configuration.pypi.rule : r.abort_incomplete_multipart_upload[0].days_after_initiation if r.id == "housekeeping"]) >= 7
+    error_message = "unfinished multipart uploads (sessions' included) are aborted only after the 7 days a session may live"
+  }
+}
+
+run "upload_session_ttl_is_a_variable" {
+  command = apply
+
+  variables {
+    upload_session_ttl = 604800
+  }
+
+  assert {
+    condition     = aws_lambda_function.api.environment[0].variables["UPLOAD_SESSION_TTL"] == "604800"
+    error_message = "UPLOAD_SESSION_TTL follows upload_session_ttl"
+  }
+}
+
+run "refuses_a_session_ttl_beyond_seven_days" {
+  command = plan
+
+  variables {
+    upload_session_ttl = 604801
+  }
+
+  expect_failures = [var.upload_session_ttl]
+}

@@ -111,3 +111,29 @@ def subdir(parent: Path, name: str) -> Path:
     path = parent / name
     path.mkdir()
     return path
+
+
+def make_blob_wheel(
+    directory: Path, name: str, version: str, size: int, *, tag: str = "py3-none-any"
+) -> Path:
+    """An installable wheel of about `size` bytes: `make_wheel`'s module plus a data file of
+    random (incompressible) bytes, stored uncompressed; `tag` names a platform's wheel."""
+    import os
+
+    dist_name = canonicalize_name(name).replace("-", "_")
+    dist_info = f"{dist_name}-{version}.dist-info"
+    files = {
+        f"{dist_name}.py": f"VERSION = {version!r}\n".encode(),
+        f"{dist_name}_blob.bin": os.urandom(max(0, size - 2048)),
+        f"{dist_info}/METADATA": metadata_text(name, version).encode(),
+        f"{dist_info}/WHEEL": (
+            f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: {tag}\n\n"
+        ).encode(),
+    }
+    record = "".join(f"{path},{_record_hash(data)},{len(data)}\n" for path, data in files.items())
+    files[f"{dist_info}/RECORD"] = (record + f"{dist_info}/RECORD,,\n").encode()
+    path = directory / f"{dist_name}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for member, data in files.items():
+            archive.writestr(zipfile.ZipInfo(member, date_time=(2024, 1, 1, 0, 0, 0)), data)
+    return path

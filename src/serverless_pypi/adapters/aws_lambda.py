@@ -7,7 +7,10 @@ a stage such as `simple`), HTTP API (payload 2.0) and Lambda function URL events
 Configuration comes from the environment: S3_BUCKET (required), S3_PREFIX,
 S3_PRESIGNED_URL_TTL, FALLBACK_INDEX_URL, UPSTREAM_INDEX_URL, UPSTREAM_MODE, UPSTREAM_TTL,
 UPSTREAM_CREDENTIALS_SECRET, PULL_QUEUE_URL, PRIVATE_PROJECTS, CACHE_CONTROL,
-REQUIRE_AUTH_FOR_READ, MAX_UPLOAD_SIZE, LOG_REQUESTS.
+REQUIRE_AUTH_FOR_READ, MAX_UPLOAD_SIZE, UPLOAD_SESSION_TTL, UPLOAD_SESSION_MAX_FILE_SIZE,
+LOG_REQUESTS. Each request carries the base path of the index root as its client sees it
+(`Request.base`: the stage of a REST API, a custom domain's base path), for the absolute links
+of Upload 2.0 sessions (`web.sessions`).
 
 Mirror mode on Lambda: the API function answers the first download of an upstream file with
 the upstream's URL and sends `{"pull": {"project": ..., "file": ...}}` to PULL_QUEUE_URL; the
@@ -38,7 +41,7 @@ from serverless_pypi.core.http import Headers, Request, Response
 from serverless_pypi.storage.s3_light import LightS3Store
 from serverless_pypi.web.app import Application
 from serverless_pypi.web.errors import error_response, internal_error
-from serverless_pypi.web.paths import HOST_ROOT_PATHS, index_route
+from serverless_pypi.web.paths import HOST_ROOT_PATHS, index_base, index_route
 
 if TYPE_CHECKING:
     from serverless_pypi.index.events import Message
@@ -96,7 +99,9 @@ def application() -> Application:
         max_upload_size=MAX_UPLOAD_THROUGH_LAMBDA,
         too_large_hint=(
             " A request through API Gateway and Lambda carries at most 6 MB (base64 adds a "
-            "third): publish larger files straight to the bucket with "
+            "third): publish larger files with `serverless-pypi upload --index <this index's "
+            "URL> FILE`, which sends them straight to S3 through an Upload 2.0 session (PEP "
+            "694) with the same token, or with AWS credentials straight to the bucket: "
             f"`serverless-pypi publish --store {store.location.rstrip('/')} FILE`."
         ),
         puller=puller,
@@ -276,6 +281,7 @@ def _parse_request(event: dict[str, Any]) -> Request | Response:
                 # the stage itself is the index root, as in the reference module
                 path = "/simple" + path
         route = index_route(path)
+        raw = _optional(event, "rawPath", str) or "/"
     else:
         method = _method(event.get("httpMethod"))
         params = _optional(event, "pathParameters", dict) or {}
@@ -289,9 +295,28 @@ def _parse_request(event: dict[str, Any]) -> Request | Response:
             # host-root routes (`/_/oidc/...`, `/.well-known/pytp`) here as paths below the
             # stage; no project name starts with "_" or ".", so none is shadowed
             route = "/" + route
+        # the path the client sent: the stage's (or a custom domain's base path) and below
+        raw = _optional(context, "path", str) or f"/{_optional(context, 'stage', str) or ''}/"
     if isinstance(route, Response):
         return route
-    return Request(method, route, _raw_query(event), _headers(event), _body(event))
+    headers = _headers(event)
+    return Request(
+        method,
+        route,
+        _raw_query(event),
+        headers,
+        _body(event),
+        scheme=_scheme(headers),
+        # the index root as the client sees it: the absolute links of Upload 2.0 sessions
+        base=index_base(raw, route) if not route.startswith("/") else "/simple/",
+    )
+
+
+def _scheme(headers: Headers) -> str:
+    """The scheme the client used: API Gateway and function URLs take https only and say so
+    in X-Forwarded-Proto; a test front over plain HTTP says `http` there."""
+    forwarded = (headers.get("x-forwarded-proto") or "").split(",", 1)[0].strip().lower()
+    return "http" if forwarded == "http" else "https"
 
 
 def lambda_request(event: object) -> Request | Response:
@@ -420,6 +445,7 @@ def _index_message(worker: Indexer, message: Message, counts: dict[str, int]) ->
                     "orphans": len(report.orphans),
                     "upstream_orphans": len(swept.upstream_copies),
                     "expired_oidc_markers": len(swept.oidc_markers),
+                    "upload_session_keys": len(swept.sessions),
                 }
             )
         )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from serverless_pypi import __version__
 from serverless_pypi.core.config import UPSTREAM_MODES, ConfigError, Settings
-from serverless_pypi.core.errors import DomainError, Forbidden
+from serverless_pypi.core.errors import DomainError, Forbidden, InvalidRequest
 from serverless_pypi.storage import Store, StoreError, open_store
 
 if TYPE_CHECKING:
@@ -186,7 +186,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from serverless_pypi.core.names import InvalidFilename, parse_distribution_filename
     from serverless_pypi.index.catalog import Catalog
     from serverless_pypi.index.policies import PolicyReader
-    from serverless_pypi.index.publish import PublishError, check_status, publish
+    from serverless_pypi.index.publish import (
+        PublishError,
+        check_attestations,
+        check_status,
+        publish,
+    )
 
     catalog = Catalog(_store(args))
     # the project statuses in force (PEP 792): archived and quarantined projects take no
@@ -197,10 +202,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
         path = Path(name)
         try:
             with contextlib.suppress(InvalidFilename):  # publish() says what is wrong with it
-                check_status(policy, parse_distribution_filename(path.name).project)
+                project = parse_distribution_filename(path.name).project
+                check_status(policy, project)
+                # this command sends no attestations (PEP 740): refused where they are required
+                check_attestations(policy, project)
             with path.open("rb") as file:
                 result = publish(catalog, file, path.name)
-        except (OSError, PublishError, Forbidden) as e:
+        except (OSError, PublishError, Forbidden, InvalidRequest) as e:
             print(f"error: {path.name}: {e}", file=sys.stderr)
             failed += 1
             continue
@@ -258,6 +266,9 @@ def _print_totals(report: Report, swept: Sweep, *, check: bool) -> None:
     if swept.oidc_markers:
         verb = "expired" if check else "deleted expired"
         print(f"OIDC token markers: {len(swept.oidc_markers)} {verb}")
+    if swept.sessions:
+        verb = "of dead sessions" if check else "deleted (dead sessions)"
+        print(f"upload session objects: {len(swept.sessions)} {verb}")
 
 
 def _sweep(store: Store, *, check: bool) -> Sweep:
@@ -558,6 +569,12 @@ def build_parser() -> argparse.ArgumentParser:
     from serverless_pypi.adapters import publisher_cli
 
     publisher_cli.add_commands(commands)  # publisher add, list, remove
+    from serverless_pypi.adapters import upload_cli
+
+    upload_cli.add_commands(commands)  # upload (PEP 694 sessions, legacy fallback)
+    from serverless_pypi.adapters import attestations_cli
+
+    attestations_cli.add_commands(commands)  # attestations require, unrequire, list (PEP 740)
     return parser
 
 

@@ -29,11 +29,13 @@ from urllib.parse import quote, urlsplit
 
 from serverless_pypi.auth.access import USERNAME, basic_credentials
 from serverless_pypi.auth.tokens import split_token
+from serverless_pypi.core.config import Settings
 from serverless_pypi.core.errors import DomainError, InvalidRequest, TooLarge
 from serverless_pypi.core.http import Headers, Request, Response
 from serverless_pypi.web.app import Application
 from serverless_pypi.web.errors import error_response, internal_error
-from serverless_pypi.web.paths import index_route, is_upload_route
+from serverless_pypi.web.paths import index_route, is_session_route, is_upload_route
+from serverless_pypi.web.sessions import MAX_JSON_BODY
 
 __all__ = [
     "CHANNEL_TIMEOUT",
@@ -374,7 +376,7 @@ class WSGIApplication:
             # RFC 9110 section 8.6: Content-Length = 1*DIGIT
             if not (raw.isascii() and raw.isdigit()):
                 raise InvalidRequest("Content-Length is not a number.")
-            limit = self.app.settings.max_upload_size + 1024 * 1024
+            limit = body_limit(self.app.settings, path)
             if int(raw) > limit:
                 raise TooLarge(f"The request body is over {limit} bytes.")
             # unread: the upload handler checks the credentials first, then reads in pieces
@@ -437,8 +439,23 @@ def plausible_upload_credentials(authorization: str | None) -> bool:
 
 
 def is_upload_target(path: str) -> bool:
-    """Whether a (decoded) request path is one the application takes uploads at."""
-    return is_upload_route(path)
+    """Whether a (decoded) request path is one the application takes uploads at: the legacy
+    upload URLs and the Upload 2.0 session routes."""
+    return is_upload_route(path) or is_session_route(path)
+
+
+def body_limit(settings: Settings, path: str) -> int:
+    """The largest request body taken at `path`, bytes: a file and its form (MAX_UPLOAD_SIZE
+    plus 1 MiB) at the legacy upload URLs; a file up to UPLOAD_SESSION_MAX_FILE_SIZE (plus 1
+    MiB for a JSON body) at the session routes, whose http-post-bytes sends it whole."""
+    if is_session_route(path):
+        return max(settings.upload_session_max_file_size, MAX_JSON_BODY) + 1024 * 1024
+    return settings.max_upload_size + 1024 * 1024
+
+
+def _largest_body(settings: Settings) -> int:
+    """The largest request body taken anywhere (waitress refuses a longer one at once)."""
+    return max(settings.max_upload_size, settings.upload_session_max_file_size) + 1024 * 1024
 
 
 class _Discarded:
@@ -530,7 +547,7 @@ def _keep_open_task() -> type:
     return Task
 
 
-def _discarding_channel() -> type | None:
+def _discarding_channel(settings: Settings) -> type | None:
     """waitress's connection class with a parser that drops the body of a doomed POST.
 
     waitress receives a whole request (into memory, then a temporary file) before the
@@ -558,8 +575,12 @@ def _discarding_channel() -> type | None:
                 # waitress's own words name its setting; say what the index accepts
                 self.error = RequestEntityTooLarge(
                     f"The request body is over {self.adj.max_request_body_size - 1} bytes, the "
-                    "most this index accepts (MAX_UPLOAD_SIZE, plus 1 MiB for the form)."
+                    "most this index accepts (MAX_UPLOAD_SIZE or UPLOAD_SESSION_MAX_FILE_SIZE, "
+                    "plus 1 MiB)."
                 )
+            chunked = bool(getattr(self, "chunked", False))
+            if self.headers_finished and self.error is None and (chunked or not before):
+                self._refuse_oversized()
             receiver = self.body_rcv
             if (
                 not before
@@ -574,6 +595,19 @@ def _discarding_channel() -> type | None:
                 receiver.buf.close()
                 receiver.buf = _Discarded()
             return consumed
+
+        def _refuse_oversized(self) -> None:
+            # a body longer than its path takes, refused before it is received (a chunked
+            # one once it has grown past it): waitress's own bound is the largest of any path
+            limit = body_limit(settings, getattr(self, "path", ""))
+            size = max(getattr(self, "content_length", 0), getattr(self, "body_bytes_received", 0))
+            if size > limit:
+                self.error = RequestEntityTooLarge(
+                    f"The request body is over {limit} bytes, the most this index accepts here "
+                    "(MAX_UPLOAD_SIZE plus 1 MiB for the form; session uploads: "
+                    "UPLOAD_SESSION_MAX_FILE_SIZE)."
+                )
+                self.completed = True
 
     class Channel(HTTPChannel):  # type: ignore[misc]
         parser_class = Parser
@@ -743,8 +777,9 @@ def create_server(
             cleanup_interval=CLEANUP_INTERVAL,
             inbuf_overflow=BODY_IN_MEMORY,
             max_request_header_size=MAX_HEADER_SIZE,
-            # waitress refuses a longer declared body (413) before receiving it
-            max_request_body_size=app.settings.max_upload_size + 1024 * 1024 + 1,
+            # waitress refuses a longer declared body (413) before receiving it; the parser
+            # refuses one longer than its path takes (`body_limit`)
+            max_request_body_size=_largest_body(app.settings) + 1,
             # a TLS front on this machine (Caddy, nginx) says the client's scheme: waitress
             # then reports https (trusted publishing and PEP 807 name https endpoints); the
             # header of any other peer is removed
@@ -765,7 +800,7 @@ def create_server(
     tasks = getattr(server, "task_dispatcher", None)
     if tasks is not None and hasattr(tasks, "queue_logger"):
         tasks.queue_logger = _QueueWarnings(tasks.queue_logger)
-    channel = _discarding_channel()
+    channel = _discarding_channel(app.settings)
     in_loop = channel is not None and tasks is not None and _answers_in_loop(app)
     if in_loop and channel is not None:
         channel = type("Channel", (_AnswerInLoop, channel), {"answer_in_loop": True})

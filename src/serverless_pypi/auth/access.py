@@ -102,6 +102,12 @@ class AccessControl:
                 f"(it covers {token.describe_projects()})."
             )
 
+    def minted_by(self, request: Request) -> str | None:
+        """The id of the trusted publisher whose OIDC token minted the request's token (the
+        identity its PEP 740 attestations must carry); None for an ordinary token."""
+        token, _ = self._token(request)
+        return token.publisher if token is not None else None
+
     def check_namespace(self, request: Request, project: NormalizedName, namespace: str) -> None:
         """Returns if the request's token covers the PEP 752 namespace `project` is in, else
         raises Conflict (the PEP's 409: the namespace belongs to whoever holds it whole).

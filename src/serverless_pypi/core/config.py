@@ -9,6 +9,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 __all__ = [
     "FALSE_VALUES",
+    "MAX_S3_OBJECT",
+    "MAX_SESSION_LIFETIME",
+    "MIN_SESSION_TTL",
     "TRUE_VALUES",
     "UPSTREAM_MODES",
     "ConfigError",
@@ -23,6 +26,12 @@ DEFAULT_CACHE_CONTROL = "max-age=0, must-revalidate"
 #: index and redirects downloads to the upstream's files, `mirror` also copies the files into
 #: the store on first use and serves them from it after
 UPSTREAM_MODES = ("redirect", "proxy", "mirror")
+#: Upload 2.0 sessions (PEP 694 leaves their lifetime to the index): the shortest
+#: UPLOAD_SESSION_TTL, and the longest a session lives from its creation, extended or not
+MIN_SESSION_TTL = 60
+MAX_SESSION_LIFETIME = 7 * 24 * 3600
+#: S3's largest object, bytes: the bound of UPLOAD_SESSION_MAX_FILE_SIZE
+MAX_S3_OBJECT = 5 * 1024**4
 
 
 class ConfigError(ValueError):
@@ -165,6 +174,20 @@ def _split_credentials(url: str) -> tuple[str, str | None, str | None]:
     )
 
 
+def _check_sessions(ttl: int, max_file_size: int) -> None:
+    """UPLOAD_SESSION_TTL and UPLOAD_SESSION_MAX_FILE_SIZE within their bounds (ConfigError)."""
+    if not MIN_SESSION_TTL <= ttl <= MAX_SESSION_LIFETIME:
+        raise ConfigError(
+            f"UPLOAD_SESSION_TTL={ttl} must be {MIN_SESSION_TTL} to {MAX_SESSION_LIFETIME} "
+            "seconds (7 days)"
+        )
+    if not 1 <= max_file_size <= MAX_S3_OBJECT:
+        raise ConfigError(
+            f"UPLOAD_SESSION_MAX_FILE_SIZE={max_file_size} must be 1 to {MAX_S3_OBJECT} bytes "
+            "(5 TiB, S3's largest object)"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """How the index behaves, whatever its store and front."""
@@ -210,6 +233,13 @@ class Settings:
     #: seconds a read token minted from an OIDC JWT lives (OIDC_READ_TOKEN_TTL; a CI job's
     #: install); upload tokens always live 15 minutes, as PyPI's
     oidc_read_token_ttl: int = 900
+    #: seconds an Upload 2.0 session (PEP 694) lives without being extended
+    #: (UPLOAD_SESSION_TTL): 60 seconds to 7 days, the most a session lives in all
+    upload_session_ttl: int = 86400
+    #: the largest file a session takes, bytes (UPLOAD_SESSION_MAX_FILE_SIZE): session
+    #: uploads are not bounded by MAX_UPLOAD_SIZE (legacy uploads), only by this and by S3's
+    #: largest object (5 TiB)
+    upload_session_max_file_size: int = 5 * 1024**3
 
     def __post_init__(self) -> None:
         """Check the upstream settings and resolve them to one meaning (ConfigError).
@@ -227,6 +257,7 @@ class Settings:
             raise ConfigError(
                 f"OIDC_READ_TOKEN_TTL={self.oidc_read_token_ttl} must be 60 to 43200 seconds"
             )
+        _check_sessions(self.upload_session_ttl, self.upload_session_max_file_size)
         upstream, mode = _upstream_and_mode(
             self.fallback_index_url, self.upstream_index_url, self.upstream_mode
         )
@@ -274,6 +305,8 @@ class Settings:
             "policy_ttl": _float(env, "POLICY_TTL", 2.0),
             "oidc_audience": env.get("OIDC_AUDIENCE", "").strip() or None,
             "oidc_read_token_ttl": _int(env, "OIDC_READ_TOKEN_TTL", 900),
+            "upload_session_ttl": _int(env, "UPLOAD_SESSION_TTL", 86400),
+            "upload_session_max_file_size": _int(env, "UPLOAD_SESSION_MAX_FILE_SIZE", 5 * 1024**3),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

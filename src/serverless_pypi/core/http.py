@@ -83,6 +83,11 @@ class Request:
     #: the scheme the request came by: API Gateway and function URLs take https only; the
     #: local server's is its own (absolute URLs of PEP 807 discovery, `web.oidc`)
     scheme: str = "https"
+    #: the URL path of the index root as the client sees it (`/simple/` locally, on a
+    #: function URL and an HTTP API's `$default` stage; `/<stage>/` or a custom domain's
+    #: base path on a REST API): set by each adapter, for the absolute links of the Upload
+    #: 2.0 sessions (`web.sessions`)
+    base: str = "/simple/"
 
     def query_param(self, name: str) -> str | None:
         for key, value in parse_qsl(self.query, keep_blank_values=True):

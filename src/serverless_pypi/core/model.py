@@ -57,6 +57,9 @@ class FileRecord:
     # why the file is not served (a corrupt archive, a wheel contradicting its name): kept in
     # the manifest so the indexer does not hash it again, never listed on a page
     problem: str | None = None
+    # sha256 of the PEP 740 provenance object (the file's verified attestations), when the
+    # index holds one
+    provenance_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -66,7 +69,14 @@ class FileRecord:
             "upload_time": self.upload_time,
             "etag": self.etag,
         }
-        for name in ("sha256", "requires_python", "metadata_sha256", "yanked", "problem"):
+        for name in (
+            "sha256",
+            "requires_python",
+            "metadata_sha256",
+            "yanked",
+            "problem",
+            "provenance_sha256",
+        ):
             value = getattr(self, name)
             if value is not None:
                 data[name] = value
@@ -85,6 +95,7 @@ class FileRecord:
             metadata_sha256=data.get("metadata_sha256"),
             yanked=data.get("yanked"),
             problem=data.get("problem"),
+            provenance_sha256=data.get("provenance_sha256"),
         )
 
     def with_changes(self, **changes: Any) -> FileRecord:

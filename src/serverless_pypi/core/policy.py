@@ -1,7 +1,8 @@
 """Supply-chain policies: what the index keeps out, decided per project page and per file.
 
 One `Policy` holds every rule (cooldown and hard cutoff, exemptions, allow and deny lists
-for upstream projects, revoked digests, project statuses, namespaces); the index keeps it
+for upstream projects, revoked digests, project statuses, namespaces, the projects whose
+uploads need PEP 740 attestations); the index keeps it
 as one document in the store (`to_bytes` / `from_bytes`, with a format number) that the
 CLI changes and every front reads. The functions here decide, without I/O:
 
@@ -191,6 +192,8 @@ class Policy:
     )
     #: normalized namespace names (PEP 752)
     namespaces: tuple[str, ...] = ()
+    #: normalized globs over project names whose uploads must carry PEP 740 attestations
+    attestations: tuple[str, ...] = ()
     # derived from `exempt`
     _exempt_projects: frozenset[NormalizedName] = field(init=False, repr=False, compare=False)
     _exempt_versions: Mapping[NormalizedName, frozenset[Version]] = field(
@@ -232,12 +235,13 @@ class Policy:
             _name(n.rstrip("-_."), "namespace") for n in _strings(self.namespaces, "namespaces")
         }
         object.__setattr__(self, "namespaces", tuple(sorted(namespaces)))
+        object.__setattr__(self, "attestations", _globs(self.attestations, "attestations"))
 
     # -- the document ---------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         """The policy document as JSON data (every key, canonical order)."""
         cooldown = self.cooldown
-        return {
+        document: dict[str, Any] = {
             "format": FORMAT,
             "cooldown": None
             if cooldown is None
@@ -255,6 +259,10 @@ class Policy:
             "statuses": {name: s.to_json() for name, s in sorted(self.statuses.items())},
             "namespaces": list(self.namespaces),
         }
+        if self.attestations:
+            # only when set: a document without the rule stays readable by older versions
+            document["attestations"] = list(self.attestations)
+        return document
 
     def to_bytes(self) -> bytes:
         """The document as stored: canonical (equal policies give equal bytes)."""
@@ -306,6 +314,7 @@ class Policy:
                     for name, value in _dict(document.get("statuses"), "statuses").items()
                 },
                 namespaces=tuple(_list(document.get("namespaces"), "namespaces")),
+                attestations=tuple(_list(document.get("attestations"), "attestations")),
             )
         except RecursionError:
             raise InvalidPolicy("the policy document is nested too deeply") from None
@@ -360,6 +369,12 @@ class Policy:
             return f"the upstream project {normalized} is not on the allow list"
         return None
 
+    def requires_attestations(self, name: str) -> str | None:
+        """The glob that makes uploads of the project `name` carry PEP 740 attestations, or
+        None when none does."""
+        normalized = normalize_project_name(name)
+        return next((g for g in self.attestations if fnmatch.fnmatchcase(normalized, g)), None)
+
     def status_of(self, name: str) -> ProjectStatus | None:
         """The PEP 792 status the policy sets for the project `name`, if any."""
         return self.statuses.get(normalize_project_name(name))
@@ -384,6 +399,7 @@ _KEYS = frozenset(
         "revoked",
         "statuses",
         "namespaces",
+        "attestations",
     }
 )
 

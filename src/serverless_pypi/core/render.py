@@ -52,8 +52,11 @@ def _file_entry(record: FileRecord) -> dict[str, Any]:
         "hashes": {"sha256": record.sha256} if record.sha256 else {},
         "size": record.size,  # PEP 700
         "upload-time": record.upload_time,  # PEP 700
-        # PEP 740 (api 1.3): the provenance URL, `null` while the index holds no attestations
-        "provenance": None,
+        # PEP 740 (api 1.3): the URL of the file's provenance object, next to the file's;
+        # `null` when the index holds no attestations of it
+        "provenance": file_url(record.filename + ".provenance")
+        if record.provenance_sha256
+        else None,
     }
     if record.requires_python:
         entry["requires-python"] = record.requires_python

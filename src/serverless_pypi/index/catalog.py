@@ -303,6 +303,20 @@ class Catalog:
     def delete_metadata(self, name: NormalizedName, filename: str) -> None:
         self.store.delete(layout.metadata_key(name, filename))
 
+    # -- PEP 740 provenance objects ---------------------------------------------------
+    def write_provenance(self, name: NormalizedName, filename: str, data: bytes) -> None:
+        self.store.put(layout.provenance_key(name, filename), data, content_type="application/json")
+
+    def read_provenance(self, name: NormalizedName, filename: str) -> bytes | None:
+        """The stored provenance object of the project's file, None when there is none."""
+        try:
+            return self.store.get(layout.provenance_key(name, filename)).data
+        except NotFound:
+            return None
+
+    def delete_provenance(self, name: NormalizedName, filename: str) -> None:
+        self.store.delete(layout.provenance_key(name, filename))
+
     def delete_metadata_files(self, keys: Iterable[str]) -> None:
         """Delete core metadata files by key (orphans `metadata_files` listed)."""
         for key in keys:

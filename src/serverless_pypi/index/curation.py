@@ -180,6 +180,7 @@ def remove(catalog: Catalog, project: str, version_or_file: str) -> list[str]:
     keys = catalog.update_project(target.project, mark)
     for filename, key in sorted(keys.items()):
         catalog.delete_metadata(target.project, filename)
+        catalog.delete_provenance(target.project, filename)
         catalog.store.delete(key)
         log.info("removed %s", key)
     # drop the records; a reindex racing with us may also have listed a file again from the

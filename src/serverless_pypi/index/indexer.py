@@ -13,6 +13,7 @@ drop, the orphaned metadata files, whether its pages are stale) and then applies
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -32,14 +33,23 @@ from serverless_pypi.core.names import (
 )
 from serverless_pypi.index import layout
 from serverless_pypi.index.catalog import Catalog, Change
-from serverless_pypi.index.records import derive_from_store, record_for
+from serverless_pypi.index.records import derive_from_store, record_for, stored_provenance
 from serverless_pypi.storage import NotFound, ObjectInfo, PreconditionFailed, Store
 
-__all__ = ["Indexer", "Outcome", "ProjectPlan", "Renderings", "Report", "classify_key"]
+__all__ = [
+    "Indexer",
+    "Outcome",
+    "ProjectPlan",
+    "Renderings",
+    "Report",
+    "being_published",
+    "classify_key",
+]
 
 log = logging.getLogger(__name__)
 
 _MAX_ROUNDS = 10
+_BEING_PUBLISHED = "its release is being published"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,30 @@ def classify_key(key: str) -> tuple[NormalizedName, Distribution] | str:
     if dist.project != name:
         return f"the file names project {dist.project!r} but lies in folder {folder!r}"
     return name, dist
+
+
+def being_published(store: Store, name: NormalizedName, dists: Iterable[Distribution]) -> set[str]:
+    """The file names of `dists` that a publish marker names (`index.release`): a release
+    being published appears in one manifest update, so no record is added for its copies
+    one by one (and no other upload takes one of its names: PEP 694's reservation). Read
+    after the object was seen: its marker was written before the copy."""
+    markers: dict[str, list[object]] = {}
+    found: set[str] = set()
+    for dist in dists:
+        version = str(dist.version)
+        if version not in markers:
+            try:
+                document = json.loads(store.get(layout.publishing_key(name, version)).data)
+                files = document.get("files") if isinstance(document, dict) else None
+                markers[version] = files if isinstance(files, list) else []
+            except NotFound:
+                markers[version] = []
+            except ValueError:
+                log.warning("unreadable publish marker of %s %s", name, version)
+                markers[version] = []
+        if dist.filename in markers[version]:
+            found.add(dist.filename)
+    return found
 
 
 def _merge(current: FileRecord | None, record: FileRecord) -> FileRecord:
@@ -212,6 +246,7 @@ class Indexer:
 
         if self.catalog.update_project(name, drop):
             self.catalog.delete_metadata(name, filename)
+            self.catalog.delete_provenance(name, filename)
             return Outcome(key, "removed")
         return Outcome(key, "unchanged", "no such object and no record of it")
 
@@ -227,6 +262,8 @@ class Indexer:
         return Outcome(key, "skipped", reason)
 
     def _index(self, name: NormalizedName, dist: Distribution, info: ObjectInfo) -> Outcome:
+        if being_published(self.store, name, [dist]):
+            return Outcome(info.key, "skipped", _BEING_PUBLISHED)
         index, _ = self.catalog.read_project(name)
         if listed := self._rival(index, dist, info.key):
             return self._conflict(name, dist, info.key, listed.key)
@@ -275,7 +312,8 @@ class Indexer:
         return None
 
     def _derive(self, name: NormalizedName, dist: Distribution, info: ObjectInfo) -> FileRecord:
-        """Hash and inspect the object, and store its core metadata file (or drop a stale one)."""
+        """Hash and inspect the object, and store its core metadata file (or drop a stale one);
+        a PEP 740 provenance object stored for these bytes is kept in the record."""
         derived = derive_from_store(self.catalog, info, dist)
         if derived.problem:
             log.warning("not serving %r: %s", info.key, derived.problem)
@@ -286,7 +324,10 @@ class Indexer:
             self.catalog.write_metadata(name, dist.filename, metadata)
         else:
             self.catalog.delete_metadata(name, dist.filename)
-        return record_for(info, derived, format_upload_time(info.last_modified))
+        provenance = stored_provenance(self.catalog, name, dist.filename, derived.sha256)
+        return record_for(
+            info, derived, format_upload_time(info.last_modified), provenance_sha256=provenance
+        )
 
     # -- the whole store ------------------------------------------------------------------
     def reindex(
@@ -411,6 +452,8 @@ class Indexer:
                     skipped.append((info.key, current.problem))
                 continue
             to_index[filename] = (info, dist)
+        for filename in being_published(self.store, name, [d for _i, d in to_index.values()]):
+            skipped.append((to_index.pop(filename)[0].key, _BEING_PUBLISHED))
         stale = {
             filename: record.key
             for filename, record in index.files.items()

@@ -11,6 +11,7 @@ so derived data never shows up as a project or a file.
     .serverless-pypi/pages/<name>.html.gz    its rendered pages, gzip-compressed
     .serverless-pypi/pages/<name>.json.gz
     .serverless-pypi/metadata/<name>/<file>.metadata    PEP 658 core metadata
+    .serverless-pypi/provenance/<name>/<file>.provenance   PEP 740 provenance (attestations)
     .serverless-pypi/tokens.json             access tokens (hashed)
     .serverless-pypi/publishers.json         trusted publishers (OIDC issuers and claims)
     .serverless-pypi/oidc/used/<sha256>      one marker per OIDC JWT exchanged (used once)
@@ -18,6 +19,11 @@ so derived data never shows up as a project or a file.
     .serverless-pypi/upstream/pages/<name>.json                 cached upstream page
     .serverless-pypi/upstream/files/<name>/<sha256>/<file>      pulled-through copy (verified)
     .serverless-pypi/upstream/metadata/<name>/<sha256>/<file>.metadata   its core metadata
+    .serverless-pypi/sessions/<sid>.json     an upload session (PEP 694), changed by CAS
+    .serverless-pypi/sessions/<sid>/files/<file>            its staged bytes
+    .serverless-pypi/sessions/<sid>/files/<file>.metadata   their core metadata
+    .serverless-pypi/sessions/releases/<name>/<version>.json   the live session of a release
+    .serverless-pypi/publishing/<name>/<version>.json   a release being published: its files
 
 Pulled-through copies live apart from published files, under the reserved prefix, so no
 project can shadow them or be confused with them; the sha256 in a key means a copy can only
@@ -35,10 +41,14 @@ __all__ = [
     "METADATA",
     "OIDC_USED",
     "POLICY",
+    "PROVENANCE",
     "PUBLISHERS",
+    "PUBLISHING",
     "RESERVED_PREFIX",
     "ROOT_HTML",
     "ROOT_LIST",
+    "SESSIONS",
+    "SESSION_RELEASES",
     "TOKENS",
     "UPSTREAM",
     "UPSTREAM_FILES",
@@ -51,6 +61,11 @@ __all__ = [
     "metadata_prefix",
     "oidc_used_key",
     "page_key",
+    "provenance_key",
+    "publishing_key",
+    "session_key",
+    "session_prefix",
+    "session_release_key",
     "split_key",
     "upstream_file_key",
     "upstream_metadata_key",
@@ -69,10 +84,17 @@ OIDC_USED = RESERVED_PREFIX + "oidc/used/"
 POLICY = RESERVED_PREFIX + "policy.json"
 MANIFESTS = RESERVED_PREFIX + "projects/"
 METADATA = RESERVED_PREFIX + "metadata/"
+#: PEP 740 provenance objects of published files (verified attestations and their publisher)
+PROVENANCE = RESERVED_PREFIX + "provenance/"
 UPSTREAM = RESERVED_PREFIX + "upstream/"
 UPSTREAM_PAGES = UPSTREAM + "pages/"
 UPSTREAM_FILES = UPSTREAM + "files/"
 UPSTREAM_METADATA = UPSTREAM + "metadata/"
+#: upload sessions (PEP 694, index.sessions): documents, staged files, release claims
+SESSIONS = RESERVED_PREFIX + "sessions/"
+SESSION_RELEASES = SESSIONS + "releases/"
+#: markers of releases being published (index.release): the indexer leaves their files alone
+PUBLISHING = RESERVED_PREFIX + "publishing/"
 _SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
@@ -90,6 +112,11 @@ def metadata_prefix(name: NormalizedName) -> str:
 
 def metadata_key(name: NormalizedName, filename: str) -> str:
     return f"{metadata_prefix(name)}{filename}.metadata"
+
+
+def provenance_key(name: NormalizedName, filename: str) -> str:
+    """The PEP 740 provenance object of the project's file `filename`."""
+    return f"{PROVENANCE}{name}/{check_filename(filename)}.provenance"
 
 
 def upstream_page_key(name: NormalizedName) -> str:
@@ -117,6 +144,34 @@ def upstream_metadata_key(name: NormalizedName, metadata_sha256: str, filename: 
     return (
         f"{UPSTREAM_METADATA}{name}/{_digest(metadata_sha256)}/{check_filename(filename)}.metadata"
     )
+
+
+def session_key(sid: str) -> str:
+    """The document of the upload session `sid`."""
+    return f"{SESSIONS}{sid}.json"
+
+
+def session_prefix(sid: str) -> str:
+    """Where the session `sid` keeps its staged files (and their core metadata)."""
+    return f"{SESSIONS}{sid}/"
+
+
+def _release(version: str) -> str:
+    """One spelling for every spelling of a version that PEP 440 holds equal (`1.0` and
+    `1.0.0` name one release): packaging's `canonicalize_version`."""
+    from packaging.utils import canonicalize_version
+
+    return canonicalize_version(version)
+
+
+def session_release_key(name: NormalizedName, version: str) -> str:
+    """The claim of the one live session of a release."""
+    return f"{SESSION_RELEASES}{name}/{_release(version)}.json"
+
+
+def publishing_key(name: NormalizedName, version: str) -> str:
+    """The marker of a release being published."""
+    return f"{PUBLISHING}{name}/{_release(version)}.json"
 
 
 def distribution_key(folder: str, filename: str) -> str:

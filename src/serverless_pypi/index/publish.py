@@ -4,7 +4,8 @@ The order makes a file visible only when complete: first every file of the proje
 folders that the manifest does not know is indexed (so a conflict is checked against all
 that is served) and the manifest is created if there is none (a project with a manifest is
 listed from it alone); then the bytes are written with `If-None-Match: *` (of two publishers
-of one file name exactly one wins), then the core metadata file, and only then the manifest
+of one file name exactly one wins), then the core metadata file and the PEP 740 provenance
+object (verified attestations, when the upload carried some), and only then the manifest
 record that puts the file on the page. When the record cannot be written, the bytes this
 upload created are removed again, so nothing of a failed upload stays behind.
 """
@@ -12,13 +13,14 @@ upload created are removed again, so nothing of a failed upload stays behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Literal
 
-from serverless_pypi.core.errors import FileAlreadyExists, Forbidden, InvalidRequest
+from serverless_pypi.core.errors import Conflict, FileAlreadyExists, Forbidden, InvalidRequest
 from serverless_pypi.core.metadata import BadDistribution, hash_stream
 from serverless_pypi.core.model import FileRecord, Manifest, format_upload_time
 from serverless_pypi.core.names import (
@@ -26,10 +28,11 @@ from serverless_pypi.core.names import (
     InvalidFilename,
     NormalizedName,
     check_publishable_filename,
+    parse_distribution_filename,
 )
 from serverless_pypi.index import layout
 from serverless_pypi.index.catalog import Catalog, Change
-from serverless_pypi.index.indexer import Indexer, classify_key
+from serverless_pypi.index.indexer import Indexer, being_published, classify_key
 from serverless_pypi.index.records import Derived, derive_from_file, record_for
 from serverless_pypi.storage import NotFound, PreconditionFailed, StoreError
 
@@ -42,6 +45,7 @@ __all__ = [
     "IncompleteUpload",
     "PublishError",
     "PublishResult",
+    "check_attestations",
     "check_status",
     "publish",
 ]
@@ -203,6 +207,13 @@ def _key_for(catalog: Catalog, name: NormalizedName, filename: str, sha256: str)
     spelling of it, raise FileExists.
     """
     target = layout.distribution_key(name, filename)
+    if being_published(catalog.store, name, [parse_distribution_filename(filename)]):
+        # PEP 694 (atomic publication): the names of a release being published are reserved
+        # for it, against uploads through either API, while it is published
+        raise Conflict(
+            f"{filename!r} is being published by an upload session of its release: "
+            "try again in a moment."
+        )
     _index_unknown(catalog, name, skip=target)
     index, manifest_etag = catalog.read_project(name)
     if manifest_etag is None:
@@ -243,11 +254,18 @@ def _adding(catalog: Catalog, record: FileRecord) -> Callable[[Manifest], Change
             return Change(None)
         if current.sha256 not in (None, record.sha256):
             raise _exists(filename)
-        if current.sha256 == record.sha256 and current.etag == record.etag:
+        # the same bytes: a provenance the file has stays (the first verified attestations
+        # of a file are its provenance; a later upload never replaces them)
+        provenance = current.provenance_sha256 or record.provenance_sha256
+        if (
+            current.sha256 == record.sha256
+            and current.etag == record.etag
+            and current.provenance_sha256 == provenance
+        ):
             return Change(None, write=False)
-        # the same bytes: keep the upload time and yank state the index already has
+        # keep the upload time and yank state the index already has
         project.files[filename] = record.with_changes(
-            upload_time=current.upload_time, yanked=current.yanked
+            upload_time=current.upload_time, yanked=current.yanked, provenance_sha256=provenance
         )
         return Change(None)
 
@@ -263,15 +281,23 @@ def _list(
     *,
     file: IO[bytes],
     created: bool,
+    provenance: bytes | None,
 ) -> None:
-    """Write the core metadata file and the record of the bytes at `key`; when that fails,
-    remove the bytes this upload `created` (see `_withdraw`)."""
+    """Write the core metadata file, the provenance object (unless the file has one: see
+    `_adding`) and the record of the bytes at `key`; when that fails, remove the bytes this
+    upload `created` (see `_withdraw`)."""
     try:
         info = catalog.store.head(key)
         metadata = derived.inspection.metadata
         if metadata is not None:
             catalog.write_metadata(name, filename, metadata)
-        record = record_for(info, derived, format_upload_time(datetime.now(UTC)))
+        provenance_sha256 = _write_provenance(catalog, name, filename, provenance)
+        record = record_for(
+            info,
+            derived,
+            format_upload_time(datetime.now(UTC)),
+            provenance_sha256=provenance_sha256,
+        )
         catalog.update_project(name, _adding(catalog, record))
     except FileExists:
         if created:
@@ -283,8 +309,26 @@ def _list(
         raise
 
 
-def publish(catalog: Catalog, file: IO[bytes], filename: str) -> PublishResult:
-    """Publish the seekable distribution `file` under `filename`.
+def _write_provenance(
+    catalog: Catalog, name: NormalizedName, filename: str, provenance: bytes | None
+) -> str | None:
+    """Store the provenance object before the record that names it (as the core metadata);
+    its sha256, or None without one. A file listed with a provenance keeps it: nothing is
+    written over it."""
+    if provenance is None:
+        return None
+    listed = catalog.read_project(name)[0].files.get(filename)
+    if listed is not None and listed.provenance_sha256:
+        return None
+    catalog.write_provenance(name, filename, provenance)
+    return hashlib.sha256(provenance).hexdigest()
+
+
+def publish(
+    catalog: Catalog, file: IO[bytes], filename: str, *, provenance: bytes | None = None
+) -> PublishResult:
+    """Publish the seekable distribution `file` under `filename`, with `provenance` (a PEP 740
+    provenance object of verified attestations, see `auth.attestations`) when given.
 
     Identical bytes under an existing name are a no-op ("exists"); other bytes raise
     FileExists; an invalid file raises PublishError. Nothing of the file is written for
@@ -298,7 +342,7 @@ def publish(catalog: Catalog, file: IO[bytes], filename: str) -> PublishResult:
     created = _store_bytes(
         catalog, file, key, derived.sha256, lambda: _conflict(catalog, name, filename, key)
     )
-    _list(catalog, name, filename, key, derived, file=file, created=created)
+    _list(catalog, name, filename, key, derived, file=file, created=created, provenance=provenance)
     if not created and catalog.store.find(key) is None:
         # the upload that created the object failed and withdrew it after our record: ours
         # are the same bytes, so they go back in place
@@ -325,4 +369,18 @@ def check_status(policy: Policy, project: NormalizedName) -> None:
     why = f" ({status.reason})" if status.reason else ""
     raise Forbidden(
         f"The project {project!r} is {status.status}{why}: it takes no new uploads (PEP 792)."
+    )
+
+
+def check_attestations(policy: Policy, project: NormalizedName) -> None:
+    """Raise InvalidRequest when `policy` requires PEP 740 attestations of the project's
+    uploads (`serverless-pypi attestations require`): for an upload without any, and for
+    `serverless-pypi publish`, which sends none."""
+    glob = policy.requires_attestations(project)
+    if glob is None:
+        return
+    raise InvalidRequest(
+        f"The project {project!r} requires attestations (PEP 740): upload each file with its "
+        "attestations (uv publish sends the <file>.*.attestation files beside it, twine "
+        f"upload --attestations), signed by the project's publisher (rule {glob!r})."
     )

@@ -249,6 +249,18 @@ class IndexReader:
             self._metadata.put((key, digest), blob)
         return blob
 
+    def provenance(self, name: NormalizedName, filename: str) -> Blob | None:
+        """The PEP 740 provenance object of the project's `filename`, None when the manifest
+        lists no provenance for it (a file with none, refused, removed, or never indexed)."""
+        index = self.manifest(name, having=filename)
+        record = index.files.get(filename) if index is not None else None
+        if record is None or record.problem is not None or not record.provenance_sha256:
+            return None
+        try:
+            return self.store.get(layout.provenance_key(name, filename))
+        except NotFound:
+            return None
+
 
 def _unchanged(data: bytes) -> bytes:
     return data

@@ -1,7 +1,8 @@
 """The repository interface: the four questions the web layer asks, and their answers.
 
 In the spirit of simple-repository: a repository answers the project list, a project's page,
-where a file is served and a file's core metadata. Features are repositories that wrap
+where a file is served and a file's core metadata (and its PEP 740 provenance, which only the
+store has). Features are repositories that wrap
 another one (`RepositoryWrapper`) and change only the answers they are about, so a stack
 reads top to bottom in `serverless_pypi.compose`.
 
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from serverless_pypi.core.errors import NoSuchFile
 from serverless_pypi.core.http import IfNoneMatch
 from serverless_pypi.core.model import Manifest
 from serverless_pypi.core.names import NormalizedName
@@ -32,6 +34,7 @@ __all__ = [
     "PageUnchanged",
     "ProjectList",
     "ProjectPage",
+    "ProvenanceObject",
     "Redirect",
     "Repository",
     "RepositoryWrapper",
@@ -80,6 +83,15 @@ class CoreMetadata:
     last_modified: datetime | None = field(default=None, compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class ProvenanceObject:
+    """A distribution's PEP 740 provenance object (JSON), as the index stores it."""
+
+    data: bytes
+    etag: str
+    last_modified: datetime | None = field(default=None, compare=False)
+
+
 #: a project page: the fast path, the store's 304, a model to render (shared between
 #: requests: never change it, copy it), or a redirect to another index
 ProjectPage = StoredPage | PageUnchanged | Manifest | Redirect
@@ -114,6 +126,11 @@ class Repository(ABC):
     def metadata(self, name: NormalizedName, filename: str) -> CoreMetadata:
         """The core metadata of the project's distribution `filename`; raises NoSuchFile."""
 
+    def provenance(self, name: NormalizedName, filename: str) -> ProvenanceObject:
+        """The PEP 740 provenance object of the project's distribution `filename`; raises
+        NoSuchFile. A source that takes no uploads holds none (the default)."""
+        raise NoSuchFile(f"No provenance for {filename!r} in project {name!r}.")
+
     @abstractmethod
     def owns(self, name: NormalizedName) -> bool:
         """Whether the project is this repository's own: it has, or had, files here.
@@ -143,6 +160,9 @@ class RepositoryWrapper(Repository):
 
     def metadata(self, name: NormalizedName, filename: str) -> CoreMetadata:
         return self.inner.metadata(name, filename)
+
+    def provenance(self, name: NormalizedName, filename: str) -> ProvenanceObject:
+        return self.inner.provenance(name, filename)
 
     def owns(self, name: NormalizedName) -> bool:
         return self.inner.owns(name)

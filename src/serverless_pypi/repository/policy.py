@@ -53,6 +53,7 @@ from serverless_pypi.repository.base import (
     Download,
     ProjectList,
     ProjectPage,
+    ProvenanceObject,
     Redirect,
     Repository,
     RepositoryWrapper,
@@ -188,6 +189,11 @@ class PolicyRepository(RepositoryWrapper):
     def metadata(self, name: NormalizedName, filename: str) -> CoreMetadata:
         self._check_file(name, filename)
         return self.inner.metadata(name, filename)
+
+    def provenance(self, name: NormalizedName, filename: str) -> ProvenanceObject:
+        # the file's own verdict: a hidden or revoked file's provenance is not served either
+        self._check_file(name, filename)
+        return self.inner.provenance(name, filename)
 
     def _check_file(self, name: NormalizedName, filename: str) -> None:
         """Refuse (NoSuchFile, with the reason) a file the policy hides: the verdict on the

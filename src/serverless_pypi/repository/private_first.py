@@ -21,6 +21,7 @@ from serverless_pypi.repository.base import (
     Download,
     ProjectList,
     ProjectPage,
+    ProvenanceObject,
     Repository,
 )
 from serverless_pypi.repository.fallback import normalize_pattern
@@ -61,6 +62,9 @@ class PrivateFirstRepository(Repository):
 
     def metadata(self, name: NormalizedName, filename: str) -> CoreMetadata:
         return self._source(name).metadata(name, filename)
+
+    def provenance(self, name: NormalizedName, filename: str) -> ProvenanceObject:
+        return self._source(name).provenance(name, filename)
 
     def owns(self, name: NormalizedName) -> bool:
         return self.private.owns(name)

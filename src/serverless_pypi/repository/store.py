@@ -22,6 +22,7 @@ from serverless_pypi.repository.base import (
     PageUnchanged,
     ProjectList,
     ProjectPage,
+    ProvenanceObject,
     Redirect,
     Repository,
     StoredPage,
@@ -176,3 +177,9 @@ class StoreRepository(Repository):
         if blob is None:
             raise NoSuchFile(f"No core metadata for {filename!r} in project {name!r}.")
         return CoreMetadata(blob.data, blob.etag, blob.last_modified)
+
+    def provenance(self, name: NormalizedName, filename: str) -> ProvenanceObject:
+        blob = self.reader.provenance(name, filename)
+        if blob is None:
+            raise NoSuchFile(f"No provenance (PEP 740) for {filename!r} in project {name!r}.")
+        return ProvenanceObject(blob.data, blob.etag, blob.last_modified)

@@ -17,6 +17,7 @@ from serverless_pypi.storage.base import (
     StoreError,
     StoreUnavailable,
     StoreUnreachable,
+    UploadedPart,
 )
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StoreUnreachable",
+    "UploadedPart",
     "open_store",
 ]
 

@@ -7,11 +7,11 @@ boundary, and nowhere else: an access error is never mistaken for "not found".
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO, NamedTuple
 
 if TYPE_CHECKING:
     from pathlib import Path  # annotations only: pathlib is not on the cold path
@@ -31,6 +31,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StoreUnreachable",
+    "UploadedPart",
 ]
 
 
@@ -93,6 +94,14 @@ class ObjectInfo:
     last_modified: datetime
 
 
+class UploadedPart(NamedTuple):
+    """One part a multipart upload holds: its number (1 to 10,000), size and etag."""
+
+    number: int
+    size: int
+    etag: str
+
+
 @dataclass(frozen=True, slots=True)
 class Blob:
     data: bytes
@@ -125,6 +134,8 @@ class Store(ABC):
 
     #: a description for messages and logs, e.g. `s3://bucket/prefix`
     location: str
+    #: whether the multipart API below works: parts a client PUTs itself, to presigned URLs
+    supports_multipart: bool = False
 
     @abstractmethod
     def get(self, key: str, *, if_none_match: str | None = None) -> Blob:
@@ -215,3 +226,75 @@ class Store(ABC):
         the local file system answers the LocalFile with its size and etag now, or raises
         NotFound.
         """
+
+    def read_range(
+        self, key: str, start: int, length: int, *, if_match: str | None = None
+    ) -> bytes:
+        """`length` bytes of the object from offset `start` (fewer at its end); NotFound, or
+        PreconditionFailed if its etag is not `if_match`. The stores override this (a seek,
+        a ranged GET); this default reads from the start."""
+        with self.open(key, if_match=if_match) as stream:
+            left = start
+            while left > 0:
+                skipped = stream.read(min(left, 1024 * 1024))
+                if not skipped:
+                    return b""
+                left -= len(skipped)
+            chunks: list[bytes] = []
+            while length > 0 and (chunk := stream.read(length)):
+                chunks.append(chunk)
+                length -= len(chunk)
+            return b"".join(chunks)
+
+    def copy(self, source: str, destination: str, *, if_none_match: bool = False) -> ObjectInfo:
+        """Copy the object at `source` to `destination` atomically; the copy's info.
+
+        `if_none_match=True` copies only if no object is at `destination` (PreconditionFailed
+        otherwise), as `put` does; NotFound when there is no `source`. The stores override
+        this (local: a hard link of a copy; S3: a server-side copy); this default spools the
+        bytes through a temporary file.
+        """
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryFile() as spool:
+            with self.open(source) as stream:
+                shutil.copyfileobj(stream, spool, 1024 * 1024)
+            spool.seek(0)
+            self.put(
+                destination,
+                spool,
+                content_type="application/octet-stream",
+                if_none_match=if_none_match,
+            )
+        return self.head(destination)
+
+    # -- multipart uploads whose parts clients send themselves (S3 only) -----------------
+    def create_multipart(self, key: str) -> str:
+        """Start a multipart upload to `key`; its upload id. Nothing shows at `key` until
+        `complete_multipart`."""
+        raise NotImplementedError(f"{self.location} has no multipart uploads")
+
+    def presign_part(self, key: str, upload_id: str, number: int, expires: int) -> str:
+        """A URL that takes a PUT of part `number` of the upload for `expires` seconds, with
+        no other credentials (the URL carries the signature)."""
+        raise NotImplementedError(f"{self.location} has no multipart uploads")
+
+    def list_parts(self, key: str, upload_id: str) -> Sequence[UploadedPart]:
+        """The parts the upload holds now, by number; NotFound for an unknown upload."""
+        raise NotImplementedError(f"{self.location} has no multipart uploads")
+
+    def complete_multipart(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str]],
+        *,
+        if_none_match: bool = False,
+    ) -> str:
+        """Join the `parts` (number, etag) into the object at `key`; its etag."""
+        raise NotImplementedError(f"{self.location} has no multipart uploads")
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drop the upload and its parts; an upload already gone is not an error."""
+        raise NotImplementedError(f"{self.location} has no multipart uploads")

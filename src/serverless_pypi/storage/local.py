@@ -235,6 +235,13 @@ class LocalStore(Store):
                 raise PreconditionFailed(key)
             yield handle
 
+    def read_range(
+        self, key: str, start: int, length: int, *, if_match: str | None = None
+    ) -> bytes:
+        with self.open(key, if_match=if_match) as handle:
+            handle.seek(start)
+            return handle.read(length)
+
     def deliver(self, key: str, method: str, expires: int) -> LocalFile:
         # one stat (a head): the size and etag of the bytes there now, as the response sends
         info = self.head(key)
@@ -309,6 +316,35 @@ class LocalStore(Store):
             etag = _etag(tmp.stat())
             tmp.replace(path)
             return etag
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def copy(self, source: str, destination: str, *, if_none_match: bool = False) -> ObjectInfo:
+        """A copy in a temporary file next to `destination`, made durable, then linked into
+        place (`if_none_match`: `link` refuses an existing destination atomically) or renamed
+        over it."""
+        src = self._path(source)
+        path = self._path(destination)
+        fd, tmp = self._temporary(destination, path)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    with src.open("rb") as handle:
+                        shutil.copyfileobj(handle, out, 1024 * 1024)
+                except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                    raise NotFound(source) from None
+                out.flush()
+                os.fsync(out.fileno())
+            tmp.chmod(0o644)
+            st = tmp.stat()
+            if if_none_match:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise PreconditionFailed(destination) from None
+            else:
+                tmp.replace(path)
+            return _info(destination, st)
         finally:
             tmp.unlink(missing_ok=True)
 

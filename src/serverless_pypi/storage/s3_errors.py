@@ -27,7 +27,8 @@ __all__ = [
     "where",
 ]
 
-NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+#: NoSuchUpload: a multipart upload that was completed or aborted (or never was)
+NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchUpload"})
 CONFLICT = frozenset({"412", "409", "PreconditionFailed", "ConditionalRequestConflict"})
 # S3 error codes that mean the store cannot work as configured, with what a person should do
 CREDENTIALS_REFUSED = {

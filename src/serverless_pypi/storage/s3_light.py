@@ -28,7 +28,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, BinaryIO, cast
@@ -42,6 +42,7 @@ from serverless_pypi.storage.base import (
     Redirect,
     Store,
     StoreError,
+    UploadedPart,
 )
 from serverless_pypi.storage.http1 import Connection, Response, StaleConnection
 from serverless_pypi.storage.s3_errors import (
@@ -258,6 +259,53 @@ class LightS3Store(Store):
 
     def delete(self, key: str) -> None:
         self.writer.delete(key)
+
+    # -- copies and multipart uploads (upload sessions): the boto3 store's ----------------
+    supports_multipart = True
+
+    def copy(self, source: str, destination: str, *, if_none_match: bool = False) -> ObjectInfo:
+        return self.writer.copy(source, destination, if_none_match=if_none_match)
+
+    def read_range(
+        self, key: str, start: int, length: int, *, if_match: str | None = None
+    ) -> bytes:
+        return self.writer.read_range(key, start, length, if_match=if_match)
+
+    def create_multipart(self, key: str) -> str:
+        return self.writer.create_multipart(key)
+
+    def presign_part(self, key: str, upload_id: str, number: int, expires: int) -> str:
+        """Signed here, like a download URL (no request); boto3's without environment
+        credentials."""
+        credentials = environment_credentials()
+        if credentials is None:
+            return self.writer.presign_part(key, upload_id, number, expires)
+        return presign_url(
+            "PUT",
+            f"{self.endpoint.scheme}://{self.endpoint.netloc}",
+            self.endpoint.host,
+            f"{self.endpoint.base}/{quote_key(self.prefix + key)}",
+            credentials=credentials,
+            region=self.region,
+            expires=expires,
+            parameters={"uploadId": upload_id, "partNumber": str(number)},  # botocore's order
+        )
+
+    def list_parts(self, key: str, upload_id: str) -> Sequence[UploadedPart]:
+        return self.writer.list_parts(key, upload_id)
+
+    def complete_multipart(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str]],
+        *,
+        if_none_match: bool = False,
+    ) -> str:
+        return self.writer.complete_multipart(key, upload_id, parts, if_none_match=if_none_match)
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        self.writer.abort_multipart(key, upload_id)
 
     # -- requests ----------------------------------------------------------------------------
 

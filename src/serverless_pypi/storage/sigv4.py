@@ -165,11 +165,13 @@ def presign_url(
     expires: int,
     service: str = "s3",
     now: float | None = None,
+    parameters: Mapping[str, str] | None = None,
 ) -> str:
     """A URL that answers `method` for `expires` seconds (1 s to 7 days), signed in its query.
 
     `origin` is the URL's `scheme://netloc`, `host` the host it signs (no default port),
-    `path` the encoded path (`quote_key`).
+    `path` the encoded path (`quote_key`), `parameters` the operation's own parameters (an
+    UploadPart's `partNumber` and `uploadId`), signed with the others and sent first.
 
     Only the Host header is signed, and the payload is UNSIGNED-PAYLOAD: any client can follow
     the URL as it is. The parameters come in botocore's order, X-Amz-Signature last.
@@ -180,6 +182,7 @@ def presign_url(
         )
     stamp = _timestamp(now)
     params = {
+        **(parameters or {}),
         "X-Amz-Algorithm": ALGORITHM,
         "X-Amz-Credential": f"{credentials.access_key}/{stamp[:8]}/{region}/{service}/aws4_request",
         "X-Amz-Date": stamp,

@@ -7,8 +7,11 @@ Routes (paths below the index root, `/simple/` locally):
     "<project>/"         project page            GET, HEAD
     "<project>/<file>"   the file                GET, HEAD (302 to S3, or the bytes)
     "<file>.metadata"    PEP 658 core metadata   GET, HEAD
+    "<file>.provenance"  PEP 740 provenance      GET, HEAD (JSON; files uploaded with attestations)
     "namespaces"         PEP 752 namespace list  GET, HEAD (JSON; while the policy has any)
     "namespace/<ns>"     PEP 752 namespace       GET, HEAD (JSON; while the policy has any)
+    "_upload/..."        PEP 694 Upload 2.0 sessions (`serverless_pypi.web.sessions`)
+    "_stage/<token>/..." a session's stage: this whole index plus its staged files
 
 At the host root, outside the index (full paths: `serverless_pypi.web.oidc`):
 
@@ -23,6 +26,7 @@ storage key.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from collections.abc import Callable
@@ -72,6 +76,8 @@ from serverless_pypi.web.errors import FailureLog, error_response
 from serverless_pypi.web.paths import (
     HOST_ROOT_PATHS,
     NAMESPACE_LIST,
+    SESSION_ROOT,
+    STAGE_ROOT,
     UPLOAD_PATHS,
     namespace_route,
     split_path,
@@ -89,6 +95,12 @@ UploadHandler = Callable[[Request], Response]
 #: the host-root routes (`serverless_pypi.web.oidc.OidcRoutes`): answers every request whose
 #: path is one of HOST_ROOT_PATHS, errors included
 HostRootHandler = Callable[[Request], Response]
+#: the Upload 2.0 session API (`serverless_pypi.web.sessions.SessionRoutes`): answers a
+#: request below `_upload/` (the segments after it), errors included
+SessionHandler = Callable[[Request, list[str]], Response]
+#: the stage of the open session a session token names (`repository.stage`); raises
+#: NoSuchPath for an unknown token or a session no longer open
+StageLookup = Callable[[str], Repository]
 #: an access check for a read of a project (None: the project list): returns to let the
 #: request through, raises Unauthenticated or Forbidden to refuse it
 AccessCheck = Callable[[Request, str, NormalizedName | None], None]
@@ -166,9 +178,13 @@ class Application:
         access: AccessCheck | None = None,
         policies: PolicySource | None = None,
         host_root: HostRootHandler | None = None,
+        sessions: SessionHandler | None = None,
+        stage: StageLookup | None = None,
     ) -> None:
         self.repository = repository
         self.host_root = host_root
+        self.sessions = sessions
+        self.stage = stage
         self.settings = settings or Settings()
         self.upload = upload
         self.access = access
@@ -189,6 +205,16 @@ class Application:
 
     def _dispatch(self, request: Request, wanted: IfNoneMatch | None) -> Response:
         segments = split_path(request.path)
+        if segments[0] == SESSION_ROOT and self.sessions is not None:
+            return self.sessions(request, segments[1:])
+        if segments[0] == STAGE_ROOT and self.stage is not None:
+            return self._staged(request, segments, wanted)
+        return self._index_route(request, segments, wanted)
+
+    def _index_route(
+        self, request: Request, segments: list[str], wanted: IfNoneMatch | None
+    ) -> Response:
+        """A route of the simple index, and its legacy uploads."""
         if request.method == "POST" and segments in UPLOAD_PATHS:
             if self.upload is None:
                 raise MethodNotAllowed("Uploads are not enabled on this index.", _READ_ONLY)
@@ -218,6 +244,25 @@ class Application:
             self._authorize(request, project)
             return self._file(request, project, segments[1], wanted)
         raise NoSuchPath("Not found: the index has project pages and their files only.")
+
+    def _staged(
+        self, request: Request, segments: list[str], wanted: IfNoneMatch | None
+    ) -> Response:
+        """`_stage/<session token>/<route>`: the route as the session's stage answers it (PEP
+        694 stage previews), with the index's read rules; never cached (the stage changes
+        while the session is open, and ends with it)."""
+        if len(segments) < 2 or not segments[1]:
+            raise NoSuchPath("Not found: a stage is at _stage/<session token>/ (PEP 694).")
+        if len(segments) == 2:
+            return redirect(301, quote(segments[1], safe="") + "/")
+        assert self.stage is not None  # dispatched here only with one
+        view = Application(
+            self.stage(segments[1]), self.settings, access=self.access, policies=self.policies
+        )
+        route = request.path.split("/", 2)[2]
+        response = view._dispatch(dataclasses.replace(request, path=route), wanted)
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     def _host_root(self, request: Request) -> Response:
         """A host-root route (a full path: `web.paths.index_route`): trusted publishing."""
@@ -429,6 +474,8 @@ class Application:
             raise InvalidRequest(f"Not a file name: {e}") from None
         if filename.endswith(".metadata"):
             return self._metadata(name, filename.removesuffix(".metadata"), wanted)
+        if filename.endswith(".provenance"):
+            return self._provenance(name, filename.removesuffix(".provenance"), wanted)
         found = self.repository.locate(name, filename, request.method)
         if isinstance(found, Redirect):
             return redirect(302, found.url)
@@ -442,6 +489,24 @@ class Application:
             },
             file=found.path,
         )
+
+    def _provenance(
+        self, name: NormalizedName, filename: str, wanted: IfNoneMatch | None
+    ) -> Response:
+        """PEP 740: the provenance object at the file's URL + `.provenance`. The PEP names no
+        media type: JSON. It may change (PEP 740 allows attestations to be added), so it is
+        revalidated like a page, by its store's strong tag."""
+        found = self.repository.provenance(name, filename)
+        headers = {
+            "Content-Type": "application/json",
+            "ETag": found.etag,
+            "Cache-Control": self.settings.cache_control,
+        }
+        if found.last_modified is not None:
+            headers["Last-Modified"] = http_date(found.last_modified)
+        if wanted is not None and wanted.matches(found.etag):
+            return Response(304, headers)
+        return Response(200, headers, found.data)
 
     def _metadata(
         self, name: NormalizedName, filename: str, wanted: IfNoneMatch | None

@@ -17,8 +17,12 @@ __all__ = [
     "HOST_ROOT_PATHS",
     "MAX_PATH_LENGTH",
     "NAMESPACE_LIST",
+    "SESSION_ROOT",
+    "STAGE_ROOT",
     "UPLOAD_PATHS",
+    "index_base",
     "index_route",
+    "is_session_route",
     "is_upload_route",
     "namespace_route",
     "split_path",
@@ -31,6 +35,10 @@ UPLOAD_PATHS = ([""], ["legacy", ""], ["legacy"])
 #: Without a slash at the end, so they never shadow the pages of projects named so.
 NAMESPACE_LIST = ["namespaces"]
 _NAMESPACE = "namespace"
+#: PEP 694 (Upload 2.0): the session root and the staged previews, below the index root; no
+#: project name starts with "_" (PEP 508), so neither shadows a project page
+SESSION_ROOT = "_upload"
+STAGE_ROOT = "_stage"
 #: what ends a distribution's (or its metadata's) file name: never a normalized namespace,
 #: which has no "."
 _FILE_ENDINGS = (".whl", ".tar.gz", ".zip", ".metadata")
@@ -101,3 +109,23 @@ def is_upload_route(path: str) -> bool:
     except NoSuchPath:
         return False
     return isinstance(route, str) and route.split("/") in UPLOAD_PATHS
+
+
+def is_session_route(path: str) -> bool:
+    """Whether a full URL path is one of the Upload 2.0 session routes (`_upload/...`)."""
+    try:
+        route = index_route(path)
+    except NoSuchPath:
+        return False
+    return isinstance(route, str) and route.split("/", 1)[0] == SESSION_ROOT
+
+
+def index_base(raw_path: str, route: str, default: str = "/simple/") -> str:
+    """The URL path of the index root as the client sent it: `raw_path` (the full path of
+    the request) without the segments of `route` (the path below the index root), ending in
+    "/"; `default` when `raw_path` does not end in as many segments."""
+    segments = raw_path.split("/")
+    count = len(route.split("/"))
+    if not raw_path.startswith("/") or len(segments) <= count:
+        return default
+    return "/".join(segments[:-count]) + "/"

@@ -7,11 +7,15 @@ file as `content`. Answers follow PyPI:
 - 200 on success, and 200 for an identical re-upload (nothing changes);
 - 400 `File already exists ...` for other bytes under a published file name, and 400 with the
   reason for a form or a file that does not validate;
+- 400 `attestation N: ...` for a PEP 740 attestation (the `attestations` field) that does not
+  verify (`serverless_pypi.auth.attestations`), and for an upload without attestations to a
+  project that requires them;
 - 403 for missing or bad credentials, or a token that does not cover the project, and for a
   project whose status (PEP 792) is `archived` or `quarantined`;
 - 409 for a project in a PEP 752 namespace with a token that does not cover the namespace;
 - 413 for a file over the size bound (on Lambda the message points to `serverless-pypi
-  publish`, which writes to S3 directly: API Gateway and Lambda carry at most 6 MB).
+  upload`, an Upload 2.0 session whose parts go straight to S3, and to `serverless-pypi
+  publish`: API Gateway and Lambda carry at most 6 MB).
 
 Storing goes through `serverless_pypi.index.publish.publish`, which makes the file visible only once
 its derived data is complete and lets exactly one of two concurrent uploads of a name win.
@@ -41,7 +45,13 @@ from serverless_pypi.core.names import (
     parse_distribution_filename,
 )
 from serverless_pypi.index.catalog import Catalog
-from serverless_pypi.index.publish import FileExists, PublishError, check_status, publish
+from serverless_pypi.index.publish import (
+    FileExists,
+    PublishError,
+    check_attestations,
+    check_status,
+    publish,
+)
 from serverless_pypi.index.records import spooled
 
 if TYPE_CHECKING:
@@ -68,6 +78,8 @@ _KEPT = frozenset(
         "sha256_digest",
         "blake2_256_digest",
         "md5_digest",
+        # PEP 740: a JSON array of attestation objects
+        "attestations",
     }
 )
 _FILETYPES = {"wheel": "bdist_wheel", "sdist": "sdist"}
@@ -76,6 +88,11 @@ _DIGESTS = ("sha256_digest", "blake2_256_digest", "md5_digest")
 #: checks the request's credentials for a project (None: any project): returns when the
 #: request may upload, raises Forbidden when it may not
 Authorize = Callable[[Request, NormalizedName | None], None]
+#: verifies the PEP 740 attestations an upload carries (the request, the project, the file
+#: name, its sha256, the parsed `attestations` array) against the identity the request's
+#: credentials require: returns the provenance object to store, raises InvalidRequest
+#: ("attestation N: why") for one that fails
+Attest = Callable[[Request, NormalizedName, str, str, list[Any]], bytes]
 #: checks that the request's token covers the PEP 752 namespace (the third argument) the
 #: project is in: returns when it does, raises Conflict when it does not
 ClaimNamespace = Callable[[Request, NormalizedName, str], None]
@@ -373,8 +390,11 @@ class UploadHandler:
         too_large_hint: str = "",
         policies: Callable[[], Policy] | None = None,
         claim_namespace: ClaimNamespace | None = None,
+        attest: Attest | None = None,
     ) -> None:
         self.catalog = catalog
+        #: verifies attestations; None: an upload that carries some is refused
+        self.attest = attest
         self.authorize = authorize
         #: the policy in force (statuses, namespaces), asked at every upload; None: no policy
         self.policies = policies
@@ -401,8 +421,10 @@ class UploadHandler:
         dist = _validate(form)
         self.authorize(request, dist.project)
         self._check_policy(request, dist.project)
+        # verified before any byte is stored: a refused attestation publishes nothing
+        provenance = self._provenance(request, form, dist)
         try:
-            result = publish(self.catalog, form.content, dist.filename)
+            result = publish(self.catalog, form.content, dist.filename, provenance=provenance)
         except FileExists:
             # a FileAlreadyExists: twine --skip-existing and uv look for "File already exists"
             # in a 400, so its message is passed on as it is
@@ -414,6 +436,27 @@ class UploadHandler:
         else:
             message = f"OK: published {result.project}/{result.filename} sha256={result.sha256}"
         return text_response(200, message)
+
+    def _provenance(self, request: Request, form: UploadForm, dist: Distribution) -> bytes | None:
+        """The PEP 740 provenance object of the upload's verified attestations; None when it
+        carries none (refused when the policy requires them)."""
+        field = form.fields.get("attestations", "")
+        if not field.strip():
+            items: list[Any] = []
+        else:
+            # imported by an upload that carries attestations only (it loads pydantic)
+            from serverless_pypi.auth.attestations import parse_attestations
+
+            items = parse_attestations(field)
+        if not items:
+            if self.policies is not None:
+                check_attestations(self.policies(), dist.project)
+            return None
+        if self.attest is None:
+            raise InvalidRequest("This index does not verify attestations (PEP 740).")
+        return self.attest(
+            request, dist.project, dist.filename, form.digests["sha256_digest"], items
+        )
 
     def _check_policy(self, request: Request, project: NormalizedName) -> None:
         """Refuse the upload when the policy in force closes the project: its status (PEP
