@@ -116,8 +116,19 @@ LEFT_OUT_MODULES = frozenset(
         f"{PACKAGE}/adapters/publisher_cli.py",
         # `serverless-pypi attestations require | unrequire | list` (PEP 740)
         f"{PACKAGE}/adapters/attestations_cli.py",
-        # `serverless-pypi upload`, the Upload 2.0 client (PEP 694)
+        # `serverless-pypi upload`, the Upload 2.0 client (PEP 694): its command line and the
+        # whole client package under it (HTTP, credentials, the session flow, the mechanisms)
         f"{PACKAGE}/adapters/upload_cli.py",
+        f"{PACKAGE}/upload_client/__init__.py",
+        f"{PACKAGE}/upload_client/credentials.py",
+        f"{PACKAGE}/upload_client/errors.py",
+        f"{PACKAGE}/upload_client/files.py",
+        f"{PACKAGE}/upload_client/legacy.py",
+        f"{PACKAGE}/upload_client/progress.py",
+        f"{PACKAGE}/upload_client/protocol.py",
+        f"{PACKAGE}/upload_client/s3_multipart.py",
+        f"{PACKAGE}/upload_client/transport.py",
+        f"{PACKAGE}/upload_client/uploader.py",
         f"{PACKAGE}/core/wanted.py",
         f"{PACKAGE}/__main__.py",
         "packaging/pylock.py",

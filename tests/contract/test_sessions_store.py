@@ -608,7 +608,7 @@ def test_a_large_file_is_inspected_through_ranged_reads(
 ) -> None:
     """Past SPOOL_IN_MEMORY the bytes are neither held nor spooled to /tmp: the inspection
     reads ranges of the staged object (the wheel's central directory and METADATA)."""
-    import serverless_pypi.index.sessions as module
+    import serverless_pypi.index.session_verification as module
 
     monkeypatch.setattr(module, "SPOOL_IN_MEMORY", 1024)
     reads: list[tuple[int, int]] = []
@@ -671,7 +671,7 @@ def test_a_legacy_upload_of_a_name_being_published_waits(
 def test_a_session_holds_a_bounded_number_of_files(
     local_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import serverless_pypi.index.sessions as module
+    import serverless_pypi.index.session_files as module
 
     monkeypatch.setattr(module, "MAX_FILES", 1)
     sessions = Sessions(local_store, ttl=60, max_file_size=100)

@@ -36,22 +36,21 @@ from urllib.parse import urlsplit
 import pytest
 
 from serverless_pypi.adapters.aws_lambda import api_handler
-from serverless_pypi.adapters.upload_cli import (
-    META,
-    S3_MECHANISM,
-    Http,
-    LocalFile,
-    Release,
-    basic_authorization,
-    create_body,
-    file_body,
-    part_plan,
-    session_root,
-)
 from serverless_pypi.auth.tokens import TokenStore
 from serverless_pypi.storage import Store
 from serverless_pypi.storage.local import LocalStore
 from serverless_pypi.storage.s3 import S3Store
+from serverless_pypi.upload_client.credentials import basic_authorization
+from serverless_pypi.upload_client.files import LocalFile, Release
+from serverless_pypi.upload_client.protocol import (
+    META,
+    S3_MECHANISM,
+    create_body,
+    file_body,
+    session_root,
+)
+from serverless_pypi.upload_client.s3_multipart import part_plan
+from serverless_pypi.upload_client.transport import Http
 from tests.helpers.clients import SERVERLESS_PYPI, pip_install, run_client, uv_install
 from tests.helpers.dists import make_blob_wheel, make_sdist, make_wheel, subdir
 from tests.helpers.index import publish_file

@@ -16,12 +16,12 @@ from botocore.config import Config
 
 from serverless_pypi.core.errors import InvalidRequest
 from serverless_pypi.index import layout
+from serverless_pypi.index.session_documents import new_session_id
+from serverless_pypi.index.session_verification import check_hashes
 from serverless_pypi.index.sessions import (
     MAX_LIFETIME,
     StagedFile,
     UploadSession,
-    _check_hashes,
-    _new_sid,
     format_time,
     parse_time,
     part_layout,
@@ -66,7 +66,7 @@ GOOD_SHA = hashlib.sha256(b"x").hexdigest()
     ],
 )
 def test_declared_hashes_accepted(hashes: dict[str, str], expected: dict[str, str]) -> None:
-    assert _check_hashes(hashes) == expected
+    assert check_hashes(hashes) == expected
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,7 @@ def test_declared_hashes_accepted(hashes: dict[str, str], expected: dict[str, st
 )
 def test_declared_hashes_refused(hashes: dict[str, str], message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
-        _check_hashes(hashes)
+        check_hashes(hashes)
 
 
 def test_times_are_rfc_3339_utc_seconds() -> None:
@@ -93,7 +93,7 @@ def test_times_are_rfc_3339_utc_seconds() -> None:
 
 
 def test_session_ids_are_26_lowercase_base32_characters() -> None:
-    ids = {_new_sid() for _ in range(200)}
+    ids = {new_session_id() for _ in range(200)}
     assert len(ids) == 200
     for sid in ids:
         assert len(sid) == 26 and set(sid) <= set("abcdefghijklmnopqrstuvwxyz234567")
@@ -113,7 +113,7 @@ def test_the_session_document_round_trips() -> None:
         requires_python=">=3.9",
     )
     session = UploadSession(
-        id=_new_sid(),
+        id=new_session_id(),
         name="demo-pkg",  # type: ignore[arg-type]
         version="1.0",
         status="pending",

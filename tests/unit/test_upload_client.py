@@ -19,27 +19,21 @@ from typing import Any
 import pytest
 
 from serverless_pypi.adapters.cli import build_parser
-from serverless_pypi.adapters.upload_cli import (
+from serverless_pypi.upload_client.credentials import basic_authorization, split_credentials
+from serverless_pypi.upload_client.errors import UploadError
+from serverless_pypi.upload_client.files import LocalFile, group_releases
+from serverless_pypi.upload_client.legacy import legacy_form
+from serverless_pypi.upload_client.protocol import (
     HTTP_POST_BYTES,
     MEDIA_TYPE,
     S3_MECHANISM,
-    Answer,
-    Http,
-    LocalFile,
-    Part,
-    UploadError,
-    basic_authorization,
     choose_mechanism,
     create_body,
-    error_text,
     file_body,
-    group_releases,
-    legacy_form,
-    missing_parts,
-    part_plan,
     session_root,
-    split_credentials,
 )
+from serverless_pypi.upload_client.s3_multipart import Part, missing_parts, part_plan
+from serverless_pypi.upload_client.transport import Answer, Http, error_text
 from serverless_pypi.web.upload import _validate, parse_form
 from tests.helpers.dists import make_sdist, make_wheel, subdir
 

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from typing import Any
 
 from serverless_pypi.adapters.cli import _add_store_options, _store
-from serverless_pypi.adapters.policy_cli import _note, _update, read_policy
+from serverless_pypi.adapters.policy_cli import _note, read_policy, update_members
 from serverless_pypi.core.policy import Policy
 
 __all__ = ["add_commands"]
@@ -41,13 +40,7 @@ def cmd_attestations(args: argparse.Namespace) -> int:
         return 0
     glob = _glob(args.pattern)
     remove = args.attestations_command == "unrequire"
-
-    def change(policy: Policy) -> Policy:
-        kept = tuple(g for g in policy.attestations if g != glob)
-        return replace(policy, attestations=kept if remove else (*kept, glob))
-
-    before, after = _update(args, change)
-    if before == after:
+    if not update_members(args, "attestations", glob, remove=remove):
         _note(f"{glob} is {'not' if remove else 'already'} required to carry attestations")
     elif remove:
         print(f"attestations no longer required: {glob}")

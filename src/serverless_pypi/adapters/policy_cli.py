@@ -289,6 +289,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def update_members(args: argparse.Namespace, field: str, member: str, *, remove: bool) -> bool:
+    """Add `member` to the policy's tuple `field` (last), or remove it, by compare-and-swap;
+    whether the policy changed."""
+
+    def change(policy: Policy) -> Policy:
+        kept = tuple(m for m in getattr(policy, field) if m != member)
+        changes: dict[str, Any] = {field: kept if remove else (*kept, member)}
+        return replace(policy, **changes)
+
+    before, after = _update(args, change)
+    return before != after
+
+
 def _namespace(text: str) -> str:
     """A namespace as the policy stores it: `acme-` (the prefix as written) is `acme`."""
     value = text.strip().rstrip("-_.")
@@ -308,13 +321,7 @@ def cmd_namespace(args: argparse.Namespace) -> int:
         return 0
     namespace = _namespace(args.prefix)
     remove = args.namespace_command == "remove"
-
-    def change(policy: Policy) -> Policy:
-        kept = tuple(n for n in policy.namespaces if n != namespace)
-        return replace(policy, namespaces=kept if remove else (*kept, namespace))
-
-    before, after = _update(args, change)
-    if before == after:
+    if not update_members(args, "namespaces", namespace, remove=remove):
         _note(f"{namespace} is {'not' if remove else 'already'} a namespace")
     elif remove:
         print(f"namespace removed: {namespace}")

@@ -1,0 +1,73 @@
+"""The files to upload: a distribution file read and hashed, and the files grouped by release.
+
+The project and version come from the file's name (`serverless_pypi.core.names`, over
+`packaging`); each release (name and version) is one publishing session (PEP 694).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from serverless_pypi.core.names import InvalidFilename, parse_distribution_filename
+from serverless_pypi.upload_client.errors import UploadError
+
+__all__ = ["LocalFile", "Release", "group_releases"]
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A distribution file to upload: its name says its project and version."""
+
+    path: Path
+    filename: str
+    project: str  # normalized (packaging)
+    version: str  # PEP 440 normalized
+    kind: str  # "wheel" or "sdist"
+    size: int
+    sha256: str
+
+    @classmethod
+    def read(cls, path: Path) -> LocalFile:
+        """The file at `path`, hashed (raises UploadError for a bad name or unreadable file)."""
+        try:
+            dist = parse_distribution_filename(path.name)
+        except InvalidFilename as e:
+            raise UploadError(str(e)) from None
+        try:
+            digest, size = _sha256(path)
+        except OSError as e:
+            raise UploadError(f"cannot be read: {e.strerror or e}") from None
+        if size == 0:
+            raise UploadError("the file is empty")
+        return cls(path, path.name, dist.project, str(dist.version), dist.kind, size, digest)
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as file:
+        while chunk := file.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+@dataclass(frozen=True)
+class Release:
+    """The files of one (project, version): one publishing session."""
+
+    project: str
+    version: str
+    files: tuple[LocalFile, ...]
+
+
+def group_releases(files: Iterable[LocalFile]) -> list[Release]:
+    """The files by release, in the order the releases are first named."""
+    groups: dict[tuple[str, str], list[LocalFile]] = {}
+    for local in files:
+        groups.setdefault((local.project, local.version), []).append(local)
+    return [Release(name, version, tuple(group)) for (name, version), group in groups.items()]
