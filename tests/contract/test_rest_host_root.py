@@ -5,7 +5,6 @@ which the adapter must read as the host-root route, not as a project name."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,28 +19,14 @@ from serverless_pypi.auth.publishers import (
 from serverless_pypi.auth.tokens import TokenStore
 from serverless_pypi.core.config import ConfigError, Settings
 from serverless_pypi.storage import Store
-from tests.contract.test_oidc_routes import lambda_doc
-from tests.helpers.lambda_events import CONFIG, event, fresh_environment, handle
+from tests.contract.test_oidc_routes import function, lambda_doc
+from tests.helpers.lambda_events import event, handle
 from tests.helpers.oidc import LocalIssuer
-from tests.helpers.servers import create_bucket
+
+__all__ = ["function"]  # the fixture: the API function over a fresh bucket, used by name
 
 FRONT = "rest_api_custom_domain"
 HOST = "pypi.example.com"
-
-
-@pytest.fixture
-def function(
-    aws_env: dict[str, str], moto_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Store]:
-    from serverless_pypi.storage.s3 import S3Store
-
-    for name in (*CONFIG, "OIDC_AUDIENCE"):
-        monkeypatch.delenv(name, raising=False)
-    bucket = create_bucket(moto_url)
-    monkeypatch.setenv("S3_BUCKET", bucket)
-    fresh_environment()
-    yield S3Store(bucket, endpoint_url=moto_url)
-    fresh_environment()
 
 
 def rest_event(route: str, *, method: str = "GET", body: Any = None) -> dict[str, Any]:
