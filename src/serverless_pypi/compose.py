@@ -242,7 +242,9 @@ def build_application(
     )
 
     # PEP 694 Upload 2.0: the session API and the stages, wherever uploads are
-    sessions, stage = _upload_sessions(store, settings, repository, access, max_upload_size)
+    sessions, stage = _upload_sessions(
+        store, settings, repository, access, max_upload_size, attest=attest
+    )
     return Application(
         repository,
         settings,
@@ -261,10 +263,13 @@ def _upload_sessions(
     repository: PolicyRepository,
     access: Callable[[], AccessControl],
     front_limit: int | None,
+    *,
+    attest: Callable[[Request, NormalizedName, str, str, list[Any]], bytes],
 ) -> tuple[SessionHandler, StageLookup]:
     """The Upload 2.0 session API (`web.sessions`) and the stage of a session token
     (`repository.stage`), over `store`. Built at their first use: reads never import them.
-    `front_limit`: the largest body the front carries (http-post-bytes through Lambda)."""
+    `front_limit`: the largest body the front carries (http-post-bytes through Lambda);
+    `attest` verifies PEP 740 attestations (each mechanism's `attestations_url`)."""
 
     @functools.cache
     def sessions() -> Sessions:
@@ -287,6 +292,7 @@ def _upload_sessions(
             front_limit=front_limit,
             policies=repository.policies,
             claim_namespace=access().check_namespace,
+            attest=attest,
         )
 
     def api(request: Request, segments: list[str]) -> Response:

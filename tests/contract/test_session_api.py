@@ -510,9 +510,7 @@ def test_namespaces_and_required_attestations_apply_at_create(local_store: Local
     assert refused.status == 409  # PEP 752: the token must cover the whole namespace
     assert "namespace" in refused.problem()
     assert SessionClient(app, whole).create("acme-core", "1.0").status == 201
-    # PEP 740: sessions carry no attestations, so a project that requires them is refused
-    # before any byte is sent
+    # PEP 740: a session carries attestations (attestations_url), so a project that requires
+    # them takes a session; its publish checks them (tests/contract/test_session_attestations)
     PolicyWriter(local_store).update(lambda p: Policy(attestations=("demo",)))
-    required = SessionClient(app, anything).create("demo", "1.0")
-    assert required.status == 400
-    assert "attestations" in required.problem()
+    assert SessionClient(app, anything).create("demo", "1.0").status == 201

@@ -1,6 +1,7 @@
 """`serverless-pypi upload`: the command line of the Upload 2.0 client (PEP 694).
 
-    upload --index URL [--token T | --trusted-publishing] [--stage] [--jobs N] FILE...
+    upload --index URL [--token T | --trusted-publishing] [--stage] [--jobs N]
+           [--no-attestations] FILE...
 
 A thin adapter: it parses the arguments, reads the files, picks the credentials, runs each
 release through `serverless_pypi.upload_client` (the protocol, HTTP, the mechanisms: see its
@@ -92,7 +93,13 @@ def cmd_upload(args: argparse.Namespace) -> int:
     token, minted = _credentials(args, index_url, inline_token)
     http = Http(index_url, basic_authorization(token))
     progress = Progress.for_terminal(err)
-    uploader = Uploader(http, index_url, jobs=args.jobs, progress=progress)
+    uploader = Uploader(
+        http,
+        index_url,
+        jobs=args.jobs,
+        progress=progress,
+        attestations=not args.no_attestations,
+    )
     noted = False
     try:
         for release in group_releases(files):
@@ -160,6 +167,12 @@ def add_commands(commands: Any) -> None:
         help="upload and verify, but do not publish: print the stage URL to install from",
     )
     upload.add_argument("--jobs", type=int, default=4, help="parts sent in parallel (default 4)")
+    upload.add_argument(
+        "--no-attestations",
+        action="store_true",
+        help="do not send the <file>.*.attestation files beside each file (PEP 740; sent by "
+        "default, before the file is completed)",
+    )
     upload.add_argument(
         "--legacy-url",
         metavar="URL",

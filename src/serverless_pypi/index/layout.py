@@ -22,6 +22,7 @@ so derived data never shows up as a project or a file.
     .serverless-pypi/sessions/<sid>.json     an upload session (PEP 694), changed by CAS
     .serverless-pypi/sessions/<sid>/files/<file>            its staged bytes
     .serverless-pypi/sessions/<sid>/files/<file>.metadata   their core metadata
+    .serverless-pypi/sessions/<sid>/files/<file>.<sha256>.provenance   PEP 740, verified
     .serverless-pypi/sessions/releases/<name>/<version>.json   the live session of a release
     .serverless-pypi/publishing/<name>/<version>.json   a release being published: its files
 
@@ -65,6 +66,7 @@ __all__ = [
     "publishing_key",
     "session_key",
     "session_prefix",
+    "session_provenance_key",
     "session_release_key",
     "split_key",
     "upstream_file_key",
@@ -154,6 +156,12 @@ def session_key(sid: str) -> str:
 def session_prefix(sid: str) -> str:
     """Where the session `sid` keeps its staged files (and their core metadata)."""
     return f"{SESSIONS}{sid}/"
+
+
+def session_provenance_key(sid: str, filename: str, sha256: str) -> str:
+    """The provenance object (PEP 740) of the staged file `filename`, whose sha256 is
+    `sha256`: named by its digest, so attestations posted twice at once never mix."""
+    return f"{session_prefix(sid)}files/{check_filename(filename)}.{_digest(sha256)}.provenance"
 
 
 def _release(version: str) -> str:

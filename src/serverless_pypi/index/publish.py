@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Literal
@@ -372,13 +372,24 @@ def check_status(policy: Policy, project: NormalizedName) -> None:
     )
 
 
-def check_attestations(policy: Policy, project: NormalizedName) -> None:
+def check_attestations(
+    policy: Policy, project: NormalizedName, files: Sequence[str] | None = None
+) -> None:
     """Raise InvalidRequest when `policy` requires PEP 740 attestations of the project's
-    uploads (`serverless-pypi attestations require`): for an upload without any, and for
-    `serverless-pypi publish`, which sends none."""
+    uploads (`serverless-pypi attestations require`): for an upload without any, for
+    `serverless-pypi publish`, which sends none, and for an upload session (PEP 694) whose
+    `files` (those without attestations; empty: none lacks them) are not empty."""
     glob = policy.requires_attestations(project)
-    if glob is None:
+    if glob is None or (files is not None and not files):
         return
+    if files is not None:
+        raise InvalidRequest(
+            f"The project {project!r} requires attestations (PEP 740), and the session's "
+            f"files {', '.join(sorted(files))} have none: post each file's attestations to "
+            "its mechanism's attestations_url before completing it (`serverless-pypi upload` "
+            f"sends the <file>.*.attestation files beside it), signed by the project's "
+            f"publisher (rule {glob!r}). Delete those files and upload them again with them."
+        )
     raise InvalidRequest(
         f"The project {project!r} requires attestations (PEP 740): upload each file with its "
         "attestations (uv publish sends the <file>.*.attestation files beside it, twine "

@@ -11,7 +11,8 @@ record for a file a marker names. The order:
 2. the project's unknown files indexed and its manifest created (as `publish` does);
 3. each staged object copied to its key (`If-None-Match: *`: the same bytes there already
    are fine, other bytes undo the copies and raise FileExists);
-4. the core metadata files;
+4. the core metadata files and the provenance objects (PEP 740: the verified attestations
+   staged with a file, written as `publish` writes them);
 5. ONE `Catalog.update_project` adding every record;
 6. the marker deleted, then the staged objects.
 
@@ -22,6 +23,7 @@ again resumes. A session that dies with its marker left is undone by the session
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -44,6 +46,7 @@ from serverless_pypi.index.publish import (
     _same_bytes,
     _twin,
     _twin_exists,
+    _write_provenance,
 )
 from serverless_pypi.index.records import Derived, record_for
 from serverless_pypi.storage import NotFound, PreconditionFailed, StoreError
@@ -227,7 +230,14 @@ def publish_release(
                 file.filename, name, file.sha256, "created" if created else "exists"
             )
         records = [
-            _record(catalog, name, file, _target(index, name, file.filename), staged_key)
+            _record(
+                catalog,
+                name,
+                file,
+                _target(index, name, file.filename),
+                staged_key,
+                provenance=_staged_provenance(catalog, session.id, file),
+            )
             for file in session.files.values()
         ]
         catalog.update_project(name, _records_adding(catalog, records))
@@ -244,14 +254,35 @@ def _record(
     file: StagedFile,
     key: str,
     staged_key: Callable[[str], str],
+    *,
+    provenance: bytes | None,
 ) -> FileRecord:
-    """The record of the copy at `key`, after its core metadata file is in place."""
+    """The record of the copy at `key`, after its core metadata file and its provenance
+    object (`provenance`, PEP 740) are in place."""
     metadata = None
     if file.metadata_sha256:
         metadata = catalog.store.get(staged_key(file.filename) + ".metadata").data
         catalog.write_metadata(name, file.filename, metadata)
+    provenance_sha256 = _write_provenance(catalog, name, file.filename, provenance)
     derived = Derived(file.sha256, file.size, Inspection(metadata, file.requires_python))
-    return record_for(catalog.store.head(key), derived, format_upload_time(datetime.now(UTC)))
+    return record_for(
+        catalog.store.head(key),
+        derived,
+        format_upload_time(datetime.now(UTC)),
+        provenance_sha256=provenance_sha256,
+    )
+
+
+def _staged_provenance(catalog: Catalog, sid: str, file: StagedFile) -> bytes | None:
+    """The provenance object staged with `file` (None: it has none), checked against the
+    digest its session document names."""
+    if not file.provenance_sha256:
+        return None
+    key = layout.session_provenance_key(sid, file.filename, file.provenance_sha256)
+    data = catalog.store.get(key).data
+    if hashlib.sha256(data).hexdigest() != file.provenance_sha256:
+        raise StoreError(f"the staged provenance object {key!r} does not match its digest")
+    return data
 
 
 def _finish(
@@ -263,6 +294,9 @@ def _finish(
         try:
             catalog.store.delete(staged_key(filename))
             catalog.store.delete(staged_key(filename) + ".metadata")
+            staged = session.files[filename].provenance_sha256
+            if staged:
+                catalog.store.delete(layout.session_provenance_key(session.id, filename, staged))
         except StoreError as e:
             log.warning("could not delete the staged %r: %s", filename, e)
 
@@ -315,6 +349,7 @@ def _remove_copies(
             if not check:
                 catalog.store.delete(key)
                 catalog.delete_metadata(name, filename)
+                catalog.delete_provenance(name, filename)
     return found
 
 

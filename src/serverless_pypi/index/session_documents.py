@@ -85,6 +85,9 @@ class StagedFile:
     #: sha256 of its core metadata file (staged beside it), when it has one
     metadata_sha256: str | None = None
     requires_python: str | None = None
+    #: sha256 of its PEP 740 provenance object (verified attestations), staged beside it
+    #: (`layout.session_provenance_key`), when the client posted attestations
+    provenance_sha256: str | None = None
 
     @property
     def sha256(self) -> str:
@@ -114,6 +117,7 @@ class StagedFile:
             "problem",
             "metadata_sha256",
             "requires_python",
+            "provenance_sha256",
         ):
             if (value := getattr(self, name)) is not None:
                 data[name] = value
@@ -134,6 +138,7 @@ class StagedFile:
             problem=data.get("problem"),
             metadata_sha256=data.get("metadata_sha256"),
             requires_python=data.get("requires_python"),
+            provenance_sha256=data.get("provenance_sha256"),
         )
 
 

@@ -4,7 +4,9 @@
 PEP 694 "Create File Upload Session"), takes its bytes (`http-post-bytes`: one request
 streamed to the store; the S3 mechanism: presigned part URLs, `index.session_parts`),
 removes it, and completes it: the staged file is verified (`index.session_verification`)
-before it can be published, or marked `error` with the reason.
+before it can be published, or marked `error` with the reason. While it is pending, the
+provenance object (PEP 740) of its verified attestations may be staged beside it
+(`put_provenance`; verifying them is the caller's, `auth.attestations`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from serverless_pypi.core.names import (
     check_publishable_filename,
     distribution_identity,
 )
+from serverless_pypi.index import layout
 from serverless_pypi.index.session_documents import (
     HTTP_POST_BYTES,
     S3_MULTIPART,
@@ -156,6 +159,8 @@ class SessionFiles(SessionLifecycle):
             self._abort(key, file.upload_id)
         self.store.delete(key)
         self.store.delete(self.staged_metadata_key(sid, filename))
+        if file.provenance_sha256:
+            self.store.delete(layout.session_provenance_key(sid, filename, file.provenance_sha256))
 
         def remove(current: UploadSession) -> UploadSession:
             self._editable(current)
@@ -180,6 +185,48 @@ class SessionFiles(SessionLifecycle):
                 f"{filename!r} is {file.status}: delete its file upload session to upload it again."
             )
         return session, file
+
+    def put_provenance(self, sid: str, filename: str, provenance: bytes) -> StagedFile:
+        """Stage the provenance object of the pending file's verified attestations (PEP 694
+        `attestations_url`, before completion), replacing any it had; Conflict (409) once the
+        file is complete. Stored under its digest, then named in the session document by
+        compare-and-swap: of two posts at once, the last one wins whole."""
+        file = self._file(self.get(sid), filename)
+        _session, file = self._pending(sid, filename, file.mechanism)
+        digest = hashlib.sha256(provenance).hexdigest()
+        key = layout.session_provenance_key(sid, filename, digest)
+        self.store.put(key, provenance, content_type="application/json")
+        replaced: list[str] = []
+
+        def attach(current: UploadSession) -> UploadSession:
+            self._editable(current)
+            now = current.files.get(filename)
+            if now is None or not _same_upload(now, file):
+                raise Conflict(f"{filename!r} changed meanwhile: look again.")
+            if now.status != "pending":
+                raise Conflict(f"{filename!r} is {now.status}: its attestations are final.")
+            replaced[:] = [now.provenance_sha256] if now.provenance_sha256 else []
+            attached = replace(now, provenance_sha256=digest)
+            return replace(current, files={**current.files, filename: attached})
+
+        try:
+            session = self._change(sid, attach)
+        except BaseException:
+            self._drop_provenance(sid, filename, digest)
+            raise
+        for old in replaced:
+            if old != digest:
+                self._drop_provenance(sid, filename, old)
+        return session.files[filename]
+
+    def _drop_provenance(self, sid: str, filename: str, digest: str) -> None:
+        """Delete a staged provenance object unless the session's file names it (a post of
+        the same attestations at the same time shares its key)."""
+        with contextlib.suppress(NoSuchPath):
+            now = self.get(sid).files.get(filename)
+            if now is not None and now.provenance_sha256 == digest:
+                return
+        self.store.delete(layout.session_provenance_key(sid, filename, digest))
 
     def put_bytes(self, sid: str, filename: str, stream: IO[bytes], length: int) -> None:
         """http-post-bytes: store the body (exactly the declared size) as the staged file."""
@@ -307,5 +354,6 @@ class SessionFiles(SessionLifecycle):
 
 
 def _same_upload(now: StagedFile, then: StagedFile) -> bool:
-    """Whether `now` is still the upload `then` was (an extension changes neither)."""
-    return replace(now, expires=then.expires) == then
+    """Whether `now` is still the upload `then` was (an extension changes neither, nor do
+    attestations posted meanwhile: completing keeps them)."""
+    return replace(now, expires=then.expires, provenance_sha256=then.provenance_sha256) == then

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -87,13 +88,17 @@ class Sessions(SessionFiles):
     document, so concurrent requests (Lambda runs many) never lose one another's work."""
 
     # -- publishing ----------------------------------------------------------------------------
-    def publish(self, sid: str) -> tuple[UploadSession, list[Any]]:
+    def publish(
+        self, sid: str, check: Callable[[UploadSession], None] | None = None
+    ) -> tuple[UploadSession, list[Any]]:
         """Publish every staged file of the session at once (`index.release`); the session,
         now `complete`, and the PublishResults. Conflict (409) while a file is not complete
         or when there is none; a failure leaves the session pending, its files staged
         (PEP 694: a failed publish leaves the session editable), and repeating it resumes.
 
-        The caller checks authorization and the policy (status, namespace) first.
+        The caller checks authorization and the policy (status, namespace) first; `check`
+        sees the files about to be published (all complete, so final: their attestations
+        among them) and raises to refuse them.
         """
         from serverless_pypi.index.release import publish_release
 
@@ -110,6 +115,8 @@ class Sessions(SessionFiles):
                     "Files not complete yet: "
                     + ", ".join(f"{n} ({session.files[n].status})" for n in waiting)
                 )
+            if check is not None:
+                check(session)
             return replace(session, status="processing")
 
         session = self._change(sid, start)

@@ -1,20 +1,24 @@
 """The files to upload: a distribution file read and hashed, and the files grouped by release.
 
 The project and version come from the file's name (`serverless_pypi.core.names`, over
-`packaging`); each release (name and version) is one publishing session (PEP 694).
+`packaging`); each release (name and version) is one publishing session (PEP 694). A file's
+PEP 740 attestations are the `<file>.*.attestation` files beside it (as `uv publish` finds
+them, e.g. `<file>.publish.attestation` from pypa/gh-action-pypi-publish).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from serverless_pypi.core.names import InvalidFilename, parse_distribution_filename
 from serverless_pypi.upload_client.errors import UploadError
 
-__all__ = ["LocalFile", "Release", "group_releases"]
+__all__ = ["LocalFile", "Release", "attestation_files", "group_releases", "read_attestations"]
 
 _CHUNK = 1024 * 1024
 
@@ -54,6 +58,40 @@ def _sha256(path: Path) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
+
+
+def attestation_files(local: LocalFile) -> list[Path]:
+    """The `<file>.*.attestation` files beside the distribution, sorted by name."""
+    prefix = local.filename + "."
+    try:
+        found = [
+            p
+            for p in local.path.parent.iterdir()
+            if p.name.startswith(prefix)
+            and p.name.endswith(".attestation")
+            and p.is_file()
+            and len(p.name) > len(prefix) + len(".attestation")
+        ]
+    except OSError:
+        return []
+    return sorted(found)
+
+
+def read_attestations(paths: Iterable[Path]) -> list[Any]:
+    """The attestation objects (PEP 740) in the files, each one JSON object (raises
+    UploadError naming the file that is not)."""
+    items = []
+    for path in paths:
+        try:
+            item = json.loads(path.read_bytes())
+        except OSError as e:
+            raise UploadError(f"{path.name} cannot be read: {e.strerror or e}") from None
+        except ValueError as e:
+            raise UploadError(f"{path.name} is not JSON: {e}") from None
+        if not isinstance(item, dict):
+            raise UploadError(f"{path.name} is not an attestation object (PEP 740)")
+        items.append(item)
+    return items
 
 
 @dataclass(frozen=True)

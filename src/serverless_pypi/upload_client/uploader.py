@@ -4,10 +4,13 @@
 in through a file upload session with the mechanism the index offers (`http-post-bytes` here,
 the S3 one in `serverless_pypi.upload_client.s3_multipart`), completes each, and publishes (or,
 staging, leaves the session open and says its stage URL). `Outcome` is what happened.
+A file's PEP 740 attestations (the `<file>.*.attestation` files beside it) are posted to its
+mechanism's `attestations_url` before its bytes, when the index offers one.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -15,10 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serverless_pypi.upload_client.errors import NoSessionApi, UploadError
-from serverless_pypi.upload_client.files import LocalFile, Release
+from serverless_pypi.upload_client.files import (
+    LocalFile,
+    Release,
+    attestation_files,
+    read_attestations,
+)
 from serverless_pypi.upload_client.progress import CountingReader, Progress
 from serverless_pypi.upload_client.protocol import (
     HTTP_POST_BYTES,
+    MEDIA_TYPE,
     META,
     NO_SESSION_API,
     S3_MECHANISM,
@@ -63,8 +72,11 @@ class Uploader:
         jobs: int = 4,
         progress: Progress | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        attestations: bool = True,
     ) -> None:
         self.http = http
+        #: whether to send the files' attestations (`--no-attestations`: not)
+        self.attestations = attestations
         self.index_url = index_url
         self.root = session_root(index_url)
         self.jobs = max(1, jobs)
@@ -79,7 +91,7 @@ class Uploader:
         outcome = Outcome()
         for local in release.files:
             try:
-                verb = self.upload_file(session, local)
+                verb = self.upload_file(session, local, outcome.notes)
             except UploadError as e:
                 outcome.errors.append(f"{local.filename}: {e}")
             else:
@@ -138,29 +150,45 @@ class Uploader:
             )
 
     # a file ------------------------------------------------------------------------------
-    def upload_file(self, session: Mapping[str, Any], local: LocalFile) -> str:
-        """Bring `local` into the session, complete; returns what was done ("staged", or
-        "kept" for a complete file the session already holds with the same bytes)."""
+    def upload_file(
+        self, session: Mapping[str, Any], local: LocalFile, notes: list[str] | None = None
+    ) -> str:
+        """Bring `local` into the session (its attestations first), complete; returns what
+        was done ("staged", or "kept" for a complete file the session already holds with the
+        same bytes). `notes` gets what the user should know (attestations not sent)."""
+        notes = [] if notes is None else notes
         entry = (session.get("files") or {}).get(local.filename)
         if entry is not None:
             link = urllib.parse.urljoin(self.root, entry["link"])
             held = self._file_status(link)
-            if _same_file(held, local):
-                return self._resume(local, link, held)
+            if _same_file(held, local) and not self._lacks_attestations(held, local):
+                return self._resume(local, link, held, notes)
             # other bytes, an error, or a state the client cannot compare: start again
             self._delete_file(link)
         created = self._create_file(session, local)
+        self._attest(local, created["mechanism"], notes)
         self._run_mechanism(local, created["mechanism"], resume=False)
         self._complete(local, created)
         return "staged"
 
-    def _resume(self, local: LocalFile, link: str, held: dict[str, Any]) -> str:
+    def _lacks_attestations(self, held: Mapping[str, Any], local: LocalFile) -> bool:
+        """A complete file the index holds without the attestations beside `local` (a run
+        with --no-attestations before): it is uploaded again, with them."""
+        return (
+            self.attestations
+            and held.get("status") == "complete"
+            and held.get("attestations") is False
+            and bool(attestation_files(local))
+        )
+
+    def _resume(self, local: LocalFile, link: str, held: dict[str, Any], notes: list[str]) -> str:
         status = held.get("status")
         if status == "complete":
             return "staged (kept from an earlier run)"
         if status == "processing":
             self._wait_file(link)
             return "staged"
+        self._attest(local, held["mechanism"], notes)
         self._run_mechanism(local, held["mechanism"], resume=True)
         self._complete(local, held)
         return "staged (resumed)"
@@ -227,6 +255,33 @@ class Uploader:
                 raise UploadError(f"the index did not complete the file: {error_text(answer)}")
             self.sleep(answer.retry_after())
         raise UploadError(f"the index was still verifying the file after {POLL_LIMIT:.0f} s")
+
+    def _attest(self, local: LocalFile, mechanism: Mapping[str, Any], notes: list[str]) -> None:
+        """PEP 694: POST the file's attestations (a JSON array of PEP 740 attestation
+        objects) to the mechanism's `attestations_url`, before completion; a note when the
+        index offers none (the file is uploaded without them)."""
+        if not self.attestations:
+            return
+        paths = attestation_files(local)
+        if not paths:
+            return
+        url = mechanism.get("attestations_url")
+        if not isinstance(url, str) or not url:
+            names = ", ".join(p.name for p in paths)
+            notes.append(
+                f"{local.filename}: the index takes no attestations for it (no "
+                f"attestations_url): uploaded without {names}"
+            )
+            return
+        body = json.dumps(read_attestations(paths)).encode()
+        headers = {"Content-Type": "application/json", "Accept": MEDIA_TYPE}
+        target = urllib.parse.urljoin(self.root, url)
+        try:
+            answer = self.http.send("POST", target, data=body, headers=headers)
+        except TransportError as e:
+            raise UploadError(f"sending its attestations: {e}") from None
+        if not 200 <= answer.status < 300:
+            raise UploadError(f"attestations refused: {error_text(answer)}")
 
     # mechanisms --------------------------------------------------------------------------
     def _post_bytes(self, local: LocalFile, mechanism: Mapping[str, Any]) -> None:

@@ -99,10 +99,15 @@ def session_body(links: Links, session: UploadSession, mechanisms: list[str]) ->
     return body
 
 
-def file_body(links: Links, session: UploadSession, staged: StagedFile) -> dict[str, Any]:
-    """PEP 694's file upload session body."""
+def file_body(
+    links: Links, session: UploadSession, staged: StagedFile, *, attestations: bool = False
+) -> dict[str, Any]:
+    """PEP 694's file upload session body; with `attestations`, each mechanism offers its
+    `attestations_url` (PEP 740 attestations, posted before completion)."""
     own = links.file(session.id, staged.filename)
     mechanism: dict[str, Any] = {"identifier": staged.mechanism}
+    if attestations:
+        mechanism["attestations_url"] = own + "/attestations"
     if staged.mechanism == POST_BYTES:
         mechanism["file_url"] = own + "/bytes"
     elif staged.mechanism == S3_MECHANISM:
@@ -130,4 +135,6 @@ def file_body(links: Links, session: UploadSession, staged: StagedFile) -> dict[
         "filename": staged.filename,
         "size": staged.size,
         "hashes": dict(staged.hashes),
+        # whether verified attestations (PEP 740) are staged with it (a member of ours)
+        **({"attestations": staged.provenance_sha256 is not None} if attestations else {}),
     }

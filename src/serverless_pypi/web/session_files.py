@@ -8,6 +8,7 @@ publishing session's `<sid>/files/`.
     POST   "<sid>/files/<file>/bytes"        http-post-bytes: the file's bytes (204)
     POST   "<sid>/files/<file>/parts"        the S3 mechanism: presigned part URLs (200)
     GET    "<sid>/files/<file>/parts"        the parts S3 holds (200)
+    POST   "<sid>/files/<file>/attestations" either mechanism's `attestations_url` (204)
 
 `web.sessions.SessionRoutes` dispatches to them once the request is accepted and authorized;
 what is stored and how is `serverless_pypi.index.sessions`.
@@ -17,13 +18,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from packaging.version import Version
 
 from serverless_pypi.core.errors import Conflict, InvalidRequest, NoSuchPath, TooLarge
 from serverless_pypi.core.http import Request, Response
-from serverless_pypi.core.names import InvalidFilename, check_publishable_filename
+from serverless_pypi.core.names import (
+    InvalidFilename,
+    NormalizedName,
+    check_publishable_filename,
+)
 from serverless_pypi.web.session_bodies import Links, file_body, seconds_left
 from serverless_pypi.web.session_requests import (
     allow_method,
@@ -32,6 +37,7 @@ from serverless_pypi.web.session_requests import (
     extend_for,
     hashes_of,
     integer_of,
+    read_body,
     read_json,
     string_of,
 )
@@ -50,7 +56,15 @@ from serverless_pypi.web.session_wire import (
 if TYPE_CHECKING:
     from serverless_pypi.index.sessions import Sessions, StagedFile, UploadSession
 
-__all__ = ["FileSessionRoutes"]
+__all__ = ["Attest", "FileSessionRoutes"]
+
+#: verifies PEP 740 attestations as a legacy upload's (`web.upload.Attest`): the request,
+#: the project, the file name, its sha256, the parsed array; the provenance object to store,
+#: or InvalidRequest ("attestation N: why")
+Attest = Callable[[Request, NormalizedName, str, str, list[Any]], bytes]
+#: the largest attestations body taken (PEP 740 allows one attestation of each of two
+#: types; a real one is some 10 kB)
+MAX_ATTESTATIONS_BODY = 256 * 1024
 
 
 class FileSessionRoutes:
@@ -60,6 +74,7 @@ class FileSessionRoutes:
     `session(request, sid)`: the publishing session `sid`, once the request may upload to its
     project (`SessionRoutes._session`). `front_limit`: the largest body the front carries
     (Lambda's 6 MB payload, base64): a file larger than it cannot use http-post-bytes there.
+    `attest`: verifies attestations; None: no mechanism offers an `attestations_url`.
     """
 
     def __init__(
@@ -69,11 +84,16 @@ class FileSessionRoutes:
         *,
         max_file_size: int,
         front_limit: int | None = None,
+        attest: Attest | None = None,
     ) -> None:
         self.sessions = sessions
         self._session = session
         self.max_file_size = max_file_size
         self.front_limit = front_limit
+        self.attest = attest
+
+    def _body(self, links: Links, session: UploadSession, staged: StagedFile) -> dict[str, Any]:
+        return file_body(links, session, staged, attestations=self.attest is not None)
 
     def _mechanisms(self) -> list[str]:
         # the server's preference first: the S3 mechanism carries any size on any front
@@ -97,6 +117,7 @@ class FileSessionRoutes:
             "complete": self._complete,
             "extend": self._extend_file,
             "bytes": self._bytes,
+            "attestations": self._attestations,
         }
         if action[0] in handlers:
             allow_method(method, ("POST",))
@@ -131,7 +152,7 @@ class FileSessionRoutes:
         if metadata is not None and not isinstance(metadata, str):
             raise Problem(InvalidRequest("The metadata must be a string."), "metadata")
         staged = self.sessions().add_file(sid, filename, size, hashes, mechanism)
-        answer = file_body(links, session, staged)
+        answer = self._body(links, session, staged)
         return json_answer(
             202,
             answer,
@@ -183,7 +204,7 @@ class FileSessionRoutes:
 
     def _file_status(self, request: Request, links: Links, sid: str, filename: str) -> Response:
         session = self._session(request, sid)
-        body = file_body(links, session, self._staged(session, filename))
+        body = self._body(links, session, self._staged(session, filename))
         return json_answer(200, body, {"Retry-After": RETRY_AFTER})
 
     def _remove_file(self, request: Request, sid: str, filename: str) -> Response:
@@ -199,7 +220,7 @@ class FileSessionRoutes:
             staged = self.sessions().complete_file(sid, filename)
         except InvalidRequest as e:
             raise Problem(e, "file") from None
-        body = file_body(links, session, staged)
+        body = self._body(links, session, staged)
         return json_answer(201, body, {"Location": links.file(sid, filename)})
 
     def _extend_file(self, request: Request, links: Links, sid: str, filename: str) -> Response:
@@ -208,7 +229,7 @@ class FileSessionRoutes:
         self._staged(self._session(request, sid), filename)
         seconds = extend_for(read_json(request))
         staged = self.sessions().extend_file(sid, filename, seconds)
-        return json_answer(200, file_body(links, self.sessions().get(sid), staged))
+        return json_answer(200, self._body(links, self.sessions().get(sid), staged))
 
     def _bytes(self, request: Request, links: Links, sid: str, filename: str) -> Response:
         """http-post-bytes (PEP 694): the file's bytes as the body, in one request."""
@@ -238,6 +259,57 @@ class FileSessionRoutes:
                 "size",
             )
         self.sessions().put_bytes(sid, filename, stream, length)
+        return Response(204, {"Cache-Control": "no-store"})
+
+    def _attestations(self, request: Request, links: Links, sid: str, filename: str) -> Response:
+        """PEP 694 `attestations_url`: a JSON array of PEP 740 attestation objects, before
+        completion. Verified at once as a legacy upload's (`auth.attestations`: the subject
+        is this file and the sha256 its session declared, which completion checks against
+        the bytes; the signer is the identity the request's token requires); the resulting
+        provenance object replaces any posted before (204). 400 says why one fails, and
+        stores nothing; 409 once the file is complete."""
+        session = self._session(request, sid)
+        staged = self._staged(session, filename)
+        if self.attest is None:
+            raise NoSuchPath("This index does not verify attestations (PEP 740).")
+        if staged.status != "pending":
+            raise Conflict(
+                f"{filename!r} is {staged.status}: attestations are posted before completing "
+                "the file (PEP 694); delete its file upload session to upload it again."
+            )
+        content_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip()
+        if content_type.lower() != "application/json":
+            raise Problem(
+                UnsupportedMediaType(
+                    "Attestations are sent as application/json (a JSON array of PEP 740 "
+                    f"attestation objects), not {content_type or 'untyped'!r}."
+                ),
+                "Content-Type",
+            )
+        # imported by a request that carries attestations only (it loads pydantic)
+        from serverless_pypi.auth.attestations import parse_attestations
+
+        raw = read_body(request, MAX_ATTESTATIONS_BODY)
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            raise Problem(InvalidRequest("The body is not UTF-8 JSON."), "body") from None
+        try:
+            items = parse_attestations(text)
+        except InvalidRequest as e:
+            # its messages name the legacy upload's field: here it is the body
+            message = e.message.replace("The 'attestations' field", "The body")
+            raise Problem(InvalidRequest(message), "body") from None
+        if not items:
+            raise Problem(
+                InvalidRequest("The body holds no attestation: send a JSON array of them."),
+                "body",
+            )
+        try:
+            provenance = self.attest(request, session.name, filename, staged.sha256, items)
+        except InvalidRequest as e:
+            raise Problem(e, "attestations") from None
+        self.sessions().put_provenance(sid, filename, provenance)
         return Response(204, {"Cache-Control": "no-store"})
 
     def _check_s3(self, staged: StagedFile) -> None:

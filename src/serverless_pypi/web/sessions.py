@@ -14,6 +14,7 @@ follows comes from the `links` of an answer, and every link is absolute:
     POST   "<sid>/files/<file>/bytes"        http-post-bytes: the file's bytes (204)
     POST   "<sid>/files/<file>/parts"        the S3 mechanism: presigned part URLs (200)
     GET    "<sid>/files/<file>/parts"        the parts S3 holds (200)
+    POST   "<sid>/files/<file>/attestations" PEP 740 attestations, before complete (204)
 
 Bodies are `application/vnd.pypi.upload.v2+json` with `"meta": {"api-version": "2.0"}`:
 another Content-Type is answered 415, another major version in `meta` 400, an Accept that
@@ -45,7 +46,7 @@ from serverless_pypi.core.http import Request, Response
 from serverless_pypi.core.names import InvalidProjectName, NormalizedName, normalize_project_name
 from serverless_pypi.storage.base import StoreError
 from serverless_pypi.web.session_bodies import Links, session_body
-from serverless_pypi.web.session_files import FileSessionRoutes
+from serverless_pypi.web.session_files import Attest, FileSessionRoutes
 from serverless_pypi.web.session_requests import allow_method, extend_for, read_json, string_of
 from serverless_pypi.web.session_wire import (
     API_VERSION,
@@ -107,6 +108,7 @@ class SessionRoutes:
         front_limit: int | None = None,
         policies: Callable[[], Policy] | None = None,
         claim_namespace: ClaimNamespace | None = None,
+        attest: Attest | None = None,
     ) -> None:
         self.sessions = sessions
         self.authorize = authorize
@@ -115,7 +117,11 @@ class SessionRoutes:
         self.policies = policies
         self.claim_namespace = claim_namespace
         self.files = FileSessionRoutes(
-            sessions, self._session, max_file_size=max_file_size, front_limit=front_limit
+            sessions,
+            self._session,
+            max_file_size=max_file_size,
+            front_limit=front_limit,
+            attest=attest,
         )
 
     # -- dispatch --------------------------------------------------------------------------
@@ -224,7 +230,7 @@ class SessionRoutes:
         self._check_policy(request, session.name)
         # every file complete (else 409), then all at once (`index.release`); a failure
         # leaves the session pending and its files staged: publishing again resumes
-        published, _results = self.sessions().publish(sid)
+        published, _results = self.sessions().publish(sid, self._attested)
         return json_answer(
             201,
             session_body(links, published, self._mechanisms()),
@@ -236,19 +242,27 @@ class SessionRoutes:
         752: the token must cover it, 409)."""
         if self.policies is None:
             return
-        from serverless_pypi.index.publish import check_attestations, check_status
+        from serverless_pypi.index.publish import check_status
 
         policy = self.policies()
         check_status(policy, project)
-        # PEP 740: sessions carry no attestations (yet): a project that requires them is
-        # refused before any byte is sent, and again at publish
-        check_attestations(policy, project)
         namespace = policy.namespace_of(project)
         if namespace is None:
             return
         if self.claim_namespace is None:
             raise Conflict(f"The project {project!r} is in the namespace {namespace!r} (PEP 752).")
         self.claim_namespace(request, project, namespace)
+
+    def _attested(self, session: UploadSession) -> None:
+        """PEP 740 at publish: a project that requires attestations takes the release only
+        when every file has verified attestations (posted to its `attestations_url`): 400
+        naming the files without, as a legacy upload without attestations is refused."""
+        if self.policies is None:
+            return
+        from serverless_pypi.index.publish import check_attestations
+
+        missing = [n for n, f in session.files.items() if not f.provenance_sha256]
+        check_attestations(self.policies(), session.name, missing)
 
     def _mechanisms(self) -> list[str]:
         # the server's preference first: the S3 mechanism carries any size on any front
