@@ -237,15 +237,11 @@ class FileSessionRoutes:
         staged = self._staged(session, filename)
         if staged.mechanism != POST_BYTES:
             raise Conflict(f"{filename!r} is uploaded with {staged.mechanism}, not {POST_BYTES}.")
-        content_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip()
-        if content_type.lower() != "application/octet-stream":
-            raise Problem(
-                UnsupportedMediaType(
-                    "http-post-bytes sends the file as application/octet-stream, not "
-                    f"{content_type or 'untyped'!r}."
-                ),
-                "Content-Type",
-            )
+        _require_media_type(
+            request,
+            "application/octet-stream",
+            "http-post-bytes sends the file as application/octet-stream",
+        )
         stream: IO[bytes]
         if request.stream is None:
             length, stream = len(request.body), io.BytesIO(request.body)
@@ -277,15 +273,12 @@ class FileSessionRoutes:
                 f"{filename!r} is {staged.status}: attestations are posted before completing "
                 "the file (PEP 694); delete its file upload session to upload it again."
             )
-        content_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip()
-        if content_type.lower() != "application/json":
-            raise Problem(
-                UnsupportedMediaType(
-                    "Attestations are sent as application/json (a JSON array of PEP 740 "
-                    f"attestation objects), not {content_type or 'untyped'!r}."
-                ),
-                "Content-Type",
-            )
+        _require_media_type(
+            request,
+            "application/json",
+            "Attestations are sent as application/json (a JSON array of PEP 740 attestation "
+            "objects)",
+        )
         # imported by a request that carries attestations only (it loads pydantic)
         from serverless_pypi.auth.attestations import parse_attestations
 
@@ -336,3 +329,13 @@ class FileSessionRoutes:
         held = self.sessions().parts(sid, filename)
         parts = [{"number": n, "size": size, "etag": etag} for n, size, etag in held]
         return json_answer(200, {"meta": META, "parts": parts})
+
+
+def _require_media_type(request: Request, expected: str, what: str) -> None:
+    """415 (as a PEP 694 problem naming Content-Type) unless the body is of `expected` type;
+    `what` says what the route takes."""
+    content_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip()
+    if content_type.lower() != expected:
+        raise Problem(
+            UnsupportedMediaType(f"{what}, not {content_type or 'untyped'!r}."), "Content-Type"
+        )
