@@ -35,7 +35,7 @@ from serverless_pypi.core.http import Headers, Request, Response
 from serverless_pypi.web.app import Application
 from serverless_pypi.web.errors import error_response, internal_error
 from serverless_pypi.web.paths import index_route, is_session_route, is_upload_route
-from serverless_pypi.web.sessions import MAX_JSON_BODY
+from serverless_pypi.web.session_wire import MAX_JSON_BODY
 
 __all__ = [
     "CHANNEL_TIMEOUT",

@@ -26,7 +26,6 @@ from serverless_pypi.core.errors import Conflict, InvalidRequest, NoSuchPath, To
 from serverless_pypi.core.http import Request, Response
 from serverless_pypi.core.names import (
     InvalidFilename,
-    NormalizedName,
     check_publishable_filename,
 )
 from serverless_pypi.web.session_bodies import Links, file_body, seconds_left
@@ -52,16 +51,13 @@ from serverless_pypi.web.session_wire import (
     UnsupportedMediaType,
     json_answer,
 )
+from serverless_pypi.web.upload import Attest  # verifies as a legacy upload's attestations
 
 if TYPE_CHECKING:
     from serverless_pypi.index.sessions import Sessions, StagedFile, UploadSession
 
 __all__ = ["Attest", "FileSessionRoutes"]
 
-#: verifies PEP 740 attestations as a legacy upload's (`web.upload.Attest`): the request,
-#: the project, the file name, its sha256, the parsed array; the provenance object to store,
-#: or InvalidRequest ("attestation N: why")
-Attest = Callable[[Request, NormalizedName, str, str, list[Any]], bytes]
 #: the largest attestations body taken (PEP 740 allows one attestation of each of two
 #: types; a real one is some 10 kB)
 MAX_ATTESTATIONS_BODY = 256 * 1024

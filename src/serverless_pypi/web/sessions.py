@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING
 
 from packaging.version import InvalidVersion, Version
 
-from serverless_pypi.core.errors import Conflict, DomainError, InvalidRequest, NoSuchPath
+from serverless_pypi.core.errors import DomainError, InvalidRequest, NoSuchPath
 from serverless_pypi.core.http import Request, Response
 from serverless_pypi.core.names import InvalidProjectName, NormalizedName, normalize_project_name
 from serverless_pypi.storage.base import StoreError
 from serverless_pypi.web.session_bodies import Links, session_body
-from serverless_pypi.web.session_files import Attest, FileSessionRoutes
+from serverless_pypi.web.session_files import FileSessionRoutes
 from serverless_pypi.web.session_requests import allow_method, extend_for, read_json, string_of
 from serverless_pypi.web.session_wire import (
     API_VERSION,
@@ -64,6 +64,7 @@ from serverless_pypi.web.session_wire import (
     json_answer,
     problem_answer,
 )
+from serverless_pypi.web.upload import Attest, Authorize, ClaimNamespace, check_upload_policy
 
 if TYPE_CHECKING:
     from serverless_pypi.core.policy import Policy
@@ -83,12 +84,6 @@ __all__ = [
     "Unprocessable",
     "UnsupportedMediaType",
 ]
-
-
-#: checks the request's credentials for a project (None: any): Forbidden to refuse
-Authorize = Callable[[Request, NormalizedName | None], None]
-#: checks that the request's token covers the PEP 752 namespace of the project: Conflict
-ClaimNamespace = Callable[[Request, NormalizedName, str], None]
 
 
 class SessionRoutes:
@@ -238,20 +233,10 @@ class SessionRoutes:
         )
 
     def _check_policy(self, request: Request, project: NormalizedName) -> None:
-        """As a legacy upload: the project's status (PEP 792, 403) and its namespace (PEP
-        752: the token must cover it, 409)."""
-        if self.policies is None:
-            return
-        from serverless_pypi.index.publish import check_status
-
-        policy = self.policies()
-        check_status(policy, project)
-        namespace = policy.namespace_of(project)
-        if namespace is None:
-            return
-        if self.claim_namespace is None:
-            raise Conflict(f"The project {project!r} is in the namespace {namespace!r} (PEP 752).")
-        self.claim_namespace(request, project, namespace)
+        """As a legacy upload (`web.upload.check_upload_policy`): the project's status (PEP
+        792, 403) and its namespace (PEP 752: the token must cover it, 409)."""
+        if self.policies is not None:
+            check_upload_policy(self.policies(), self.claim_namespace, request, project)
 
     def _attested(self, session: UploadSession) -> None:
         """PEP 740 at publish: a project that requires attestations takes the release only

@@ -459,15 +459,23 @@ class UploadHandler:
         )
 
     def _check_policy(self, request: Request, project: NormalizedName) -> None:
-        """Refuse the upload when the policy in force closes the project: its status (PEP
-        792, a 403) or a namespace (PEP 752) the token does not cover (a 409)."""
-        if self.policies is None:
-            return
-        policy = self.policies()
-        check_status(policy, project)
-        namespace = policy.namespace_of(project)
-        if namespace is None:
-            return
-        if self.claim_namespace is None:  # nothing to check the token with: fail closed
-            raise Conflict(f"The project {project!r} is in the namespace {namespace!r} (PEP 752).")
-        self.claim_namespace(request, project, namespace)
+        if self.policies is not None:
+            check_upload_policy(self.policies(), self.claim_namespace, request, project)
+
+
+def check_upload_policy(
+    policy: Policy,
+    claim_namespace: ClaimNamespace | None,
+    request: Request,
+    project: NormalizedName,
+) -> None:
+    """Refuse an upload (legacy, or an Upload 2.0 session's) when `policy` closes the
+    project: its status (PEP 792, a 403) or a namespace (PEP 752) the request's token does
+    not cover (a 409)."""
+    check_status(policy, project)
+    namespace = policy.namespace_of(project)
+    if namespace is None:
+        return
+    if claim_namespace is None:  # nothing to check the token with: fail closed
+        raise Conflict(f"The project {project!r} is in the namespace {namespace!r} (PEP 752).")
+    claim_namespace(request, project, namespace)
