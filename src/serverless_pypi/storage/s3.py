@@ -224,19 +224,26 @@ class S3Store(Store):
             upload = self.client.create_multipart_upload(**args, **extra)["UploadId"]
         except (ClientError, BotoCoreError) as e:
             raise _translate(e, key, self.bucket) from e
-        try:
+        with self._aborted_on_failure(args, upload, key):
             parts = self._upload_parts(args, upload, first, stream)
             verify()
             response = self.client.complete_multipart_upload(
                 **args, UploadId=upload, MultipartUpload={"Parts": parts}
             )
+        return str(response["ETag"])
+
+    @contextlib.contextmanager
+    def _aborted_on_failure(self, args: dict[str, Any], upload: str, key: str) -> Iterator[None]:
+        """Abort the multipart upload `upload` on any failure inside (S3 keeps, and bills, no
+        parts after AbortMultipartUpload); a store error is translated."""
+        try:
+            yield
         except BaseException as e:
             with contextlib.suppress(ClientError, BotoCoreError):
                 self.client.abort_multipart_upload(**args, UploadId=upload)
             if isinstance(e, ClientError | BotoCoreError):
                 raise _translate(e, key, self.bucket) from e
             raise
-        return str(response["ETag"])
 
     def _upload_parts(
         self, args: dict[str, Any], upload: str, first: bytes, stream: BinaryIO
@@ -375,19 +382,13 @@ class S3Store(Store):
             )
             return {"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]}
 
-        try:
+        with self._aborted_on_failure(args, upload, destination):
             with ThreadPoolExecutor(max_workers=min(self.copy_workers, len(ranges))) as pool:
                 parts = list(pool.map(copy_part, range(1, len(ranges) + 1)))
             extra: dict[str, Any] = {"IfNoneMatch": "*"} if if_none_match else {}
             self.client.complete_multipart_upload(
                 **args, UploadId=upload, MultipartUpload={"Parts": parts}, **extra
             )
-        except BaseException as e:
-            with contextlib.suppress(ClientError, BotoCoreError):
-                self.client.abort_multipart_upload(**args, UploadId=upload)
-            if isinstance(e, ClientError | BotoCoreError):
-                raise _translate(e, destination, self.bucket) from e
-            raise
         return self.head(destination)
 
     # -- multipart uploads whose parts clients PUT to presigned URLs ----------------------

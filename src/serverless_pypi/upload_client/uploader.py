@@ -245,6 +245,14 @@ class Uploader:
             raise UploadError(f"refused at completion: {error_text(answer)}")
 
     def _wait_file(self, link: str) -> None:
+        self._wait_until_complete(
+            link, "the index did not complete the file", "the index was still verifying the file"
+        )
+
+    def _wait_until_complete(self, link: str, failed: str, late: str) -> None:
+        """Poll a session's or a file's status URL while it is `processing` (at Retry-After),
+        up to POLL_LIMIT seconds; UploadError(`failed`) for any other status than
+        `complete`, UploadError(`late`) when the limit passes."""
         deadline = time.monotonic() + POLL_LIMIT
         while time.monotonic() < deadline:
             answer = self.http.api("GET", link)
@@ -252,9 +260,9 @@ class Uploader:
             if status == "complete":
                 return
             if status != "processing":
-                raise UploadError(f"the index did not complete the file: {error_text(answer)}")
+                raise UploadError(f"{failed}: {error_text(answer)}")
             self.sleep(answer.retry_after())
-        raise UploadError(f"the index was still verifying the file after {POLL_LIMIT:.0f} s")
+        raise UploadError(f"{late} after {POLL_LIMIT:.0f} s")
 
     def _attest(self, local: LocalFile, mechanism: Mapping[str, Any], notes: list[str]) -> None:
         """PEP 694: POST the file's attestations (a JSON array of PEP 740 attestation
@@ -316,17 +324,11 @@ class Uploader:
             return
         if answer.status != 202:
             raise UploadError(f"publish refused: {error_text(answer)}")
-        deadline = time.monotonic() + POLL_LIMIT
-        status_url = urllib.parse.urljoin(self.root, links["session"])
-        while time.monotonic() < deadline:
-            status = self.http.api("GET", status_url)
-            state = status.json().get("status") if status.status == 200 else None
-            if state == "complete":
-                return
-            if state != "processing":
-                raise UploadError(f"publish did not complete: {error_text(status)}")
-            self.sleep(status.retry_after())
-        raise UploadError(f"the index was still publishing after {POLL_LIMIT:.0f} s")
+        self._wait_until_complete(
+            urllib.parse.urljoin(self.root, links["session"]),
+            "publish did not complete",
+            "the index was still publishing",
+        )
 
 
 def _checked_session(body: dict[str, Any]) -> dict[str, Any]:
