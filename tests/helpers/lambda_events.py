@@ -10,9 +10,10 @@ import base64
 import copy
 import gzip
 import json
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from serverless_pypi.adapters.aws_lambda import api_handler
 
@@ -174,3 +175,48 @@ def handle(data: Any) -> dict[str, Any]:
     response = api_handler(data, None)
     check_shape(response)
     return response
+
+
+class FunctionUrlFront(BaseHTTPRequestHandler):
+    """HTTP in, a function URL event (payload 2.0) to `api_handler`, its answer out: a
+    function URL on loopback for real clients (serve it with a ThreadingHTTPServer)."""
+
+    protocol_version = "HTTP/1.1"
+    #: the scheme the front says it was reached by (`X-Forwarded-Proto`); None: none said,
+    #: so the handler takes https, as on AWS
+    forwarded_proto: str | None = None
+
+    def received(self, body: bytes) -> None:
+        """Called with every request body before the handler sees it."""
+
+    def _handle(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.received(body)
+        event = copy.deepcopy(load("function_url"))
+        event["rawPath"] = parts.path
+        event["rawQueryString"] = parts.query
+        event["headers"] = {k.lower(): v for k, v in self.headers.items()}
+        if self.forwarded_proto is not None:
+            event["headers"]["x-forwarded-proto"] = self.forwarded_proto
+        event["requestContext"]["http"]["method"] = self.command
+        event["requestContext"]["http"]["path"] = parts.path
+        event["body"] = base64.b64encode(body).decode() if body else None
+        event["isBase64Encoded"] = bool(body)
+        answer = api_handler(event, None)
+        data = answer.get("body") or ""
+        payload = base64.b64decode(data) if answer.get("isBase64Encoded") else data.encode()
+        self.send_response(answer["statusCode"])
+        for name, value in answer["headers"].items():
+            if name.lower() not in ("content-length", "connection"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_HEAD = do_POST = do_DELETE = do_PUT = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

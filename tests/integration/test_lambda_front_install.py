@@ -12,28 +12,24 @@ again from the bucket alone.
 
 from __future__ import annotations
 
-import base64
-import copy
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 import pytest
 
-from serverless_pypi.adapters.aws_lambda import api_handler, reindex_handler
+from serverless_pypi.adapters.aws_lambda import reindex_handler
 from serverless_pypi.index import layout
 from serverless_pypi.storage.s3 import S3Store
 from tests.helpers.clients import pip_install, uv_install
 from tests.helpers.dists import make_wheel
 from tests.helpers.index import publish_file
-from tests.helpers.lambda_events import CONFIG, fresh_environment, load
+from tests.helpers.lambda_events import CONFIG, FunctionUrlFront, fresh_environment
 from tests.helpers.lambda_events import UPSTREAM_CONFIG as LAMBDA_UPSTREAM_CONFIG
 from tests.helpers.servers import REGION, LiveServer, create_bucket, stop
 from tests.helpers.upstream import publish_upstream, start_upstream
@@ -43,39 +39,8 @@ pytestmark = pytest.mark.slow
 UPSTREAM_CONFIG = (*LAMBDA_UPSTREAM_CONFIG, "FALLBACK_INDEX_URL")
 
 
-class FunctionUrl(BaseHTTPRequestHandler):
-    """HTTP in, a function URL event (payload 2.0) to `api_handler`, its answer out."""
-
-    protocol_version = "HTTP/1.1"
-
-    def _handle(self) -> None:
-        parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        event = copy.deepcopy(load("function_url"))
-        event["rawPath"] = parts.path
-        event["rawQueryString"] = parts.query
-        event["headers"] = {k.lower(): v for k, v in self.headers.items()}
-        event["requestContext"]["http"]["method"] = self.command
-        event["requestContext"]["http"]["path"] = parts.path
-        event["body"] = base64.b64encode(body).decode() if body else None
-        event["isBase64Encoded"] = bool(body)
-        answer = api_handler(event, None)
-        data = answer.get("body") or ""
-        payload = base64.b64decode(data) if answer.get("isBase64Encoded") else data.encode()
-        self.send_response(answer["statusCode"])
-        for name, value in answer["headers"].items():
-            if name.lower() not in ("content-length", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(payload)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    do_GET = do_HEAD = do_POST = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+class FunctionUrl(FunctionUrlFront):
+    """The function URL front of these tests (`tests.helpers.lambda_events`)."""
 
 
 @dataclass

@@ -16,8 +16,6 @@ through the legacy upload API.
 
 from __future__ import annotations
 
-import base64
-import copy
 import hashlib
 import json
 import re
@@ -28,14 +26,12 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
-from serverless_pypi.adapters.aws_lambda import api_handler
 from serverless_pypi.auth.tokens import TokenStore
 from serverless_pypi.storage import Store
 from serverless_pypi.storage.local import LocalStore
@@ -54,7 +50,7 @@ from serverless_pypi.upload_client.transport import Http
 from tests.helpers.clients import SERVERLESS_PYPI, pip_install, run_client, uv_install
 from tests.helpers.dists import make_blob_wheel, make_sdist, make_wheel, subdir
 from tests.helpers.index import publish_file
-from tests.helpers.lambda_events import CONFIG, fresh_environment, load
+from tests.helpers.lambda_events import CONFIG, FunctionUrlFront, fresh_environment
 from tests.helpers.servers import BIN, LiveServer, create_bucket, free_port, stop, wait_for_port
 
 pytestmark = pytest.mark.slow
@@ -66,45 +62,18 @@ SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 # -- the fronts -------------------------------------------------------------------------------
 
 
-class FunctionUrl(BaseHTTPRequestHandler):
-    """HTTP in, a function URL event (payload 2.0) to `api_handler`, its answer out."""
+class FunctionUrl(FunctionUrlFront):
+    """A function URL front (`tests.helpers.lambda_events`) that counts the body bytes it
+    carried (all threads): a file sent through the S3 mechanism never passes it."""
 
-    protocol_version = "HTTP/1.1"
-    carried = 0  # request body bytes this front carried (all threads)
+    # a function URL is https only; this front is plain http on loopback and says so
+    forwarded_proto = "http"
+    carried = 0
     lock = threading.Lock()
 
-    def _handle(self) -> None:
-        parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+    def received(self, body: bytes) -> None:
         with FunctionUrl.lock:
             FunctionUrl.carried += len(body)
-        event = copy.deepcopy(load("function_url"))
-        event["rawPath"] = parts.path
-        event["rawQueryString"] = parts.query
-        # a function URL is https only; this front is plain http on loopback and says so
-        event["headers"] = {k.lower(): v for k, v in self.headers.items()}
-        event["headers"]["x-forwarded-proto"] = "http"
-        event["requestContext"]["http"]["method"] = self.command
-        event["requestContext"]["http"]["path"] = parts.path
-        event["body"] = base64.b64encode(body).decode() if body else None
-        event["isBase64Encoded"] = bool(body)
-        answer = api_handler(event, None)
-        data = answer.get("body") or ""
-        payload = base64.b64decode(data) if answer.get("isBase64Encoded") else data.encode()
-        self.send_response(answer["statusCode"])
-        for name, value in answer["headers"].items():
-            if name.lower() not in ("content-length", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(payload)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    do_GET = do_HEAD = do_POST = do_DELETE = do_PUT = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @dataclass
